@@ -1,0 +1,658 @@
+/**
+ * Frames ↔ bytes for the `@qtk/tcp-framework` wire protocol, and nothing else.
+ *
+ * Protocol 3 (the default) frames are a 45-byte header — sign (1 byte), uuid
+ * (36 ASCII bytes), payload length (float64, big-endian) — then the payload.
+ * Protocol 2, kept for migrating 2.x peers, has a 32-byte uuid and a uint32
+ * length. The decoder trusts nothing: it checks the sign, the uuid bytes and the
+ * length before it buffers a single payload byte.
+ *
+ * @example
+ * ```ts
+ * import { decodeFrame, encodeFrame, SIGN_DATA } from "@qtk/tcp-framework/codec";
+ * const uuid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+ * const bytes = encodeFrame({ sign: SIGN_DATA, uuid, payload: new TextEncoder().encode("echo") });
+ * console.assert(bytes.length === 49);
+ * console.assert(decodeFrame(bytes).uuid === uuid);
+ * ```
+ *
+ * @module
+ */
+
+import { FrameTooLargeError, ProtocolError } from "./errors.ts";
+import { quote } from "./_quote.ts";
+
+/** Sign byte of a heartbeat frame. @example `frame.sign === SIGN_PING` */
+export const SIGN_PING = 0x01;
+/** Sign byte of a request or response frame. @example `frame.sign === SIGN_DATA` */
+export const SIGN_DATA = 0x11;
+
+/**
+ * The sign byte of a frame: {@linkcode SIGN_PING} or {@linkcode SIGN_DATA}.
+ *
+ * @example
+ * ```ts
+ * import { type Sign, SIGN_PING } from "@qtk/tcp-framework/codec";
+ * const sign: Sign = SIGN_PING;
+ * ```
+ */
+export type Sign = typeof SIGN_PING | typeof SIGN_DATA;
+
+/**
+ * Wire protocol version: 3 (the `@qtk/tcp-framework` 3.x layout, the default)
+ * or 2 (the legacy 2.x layout, for migration only).
+ *
+ * @example
+ * ```ts
+ * import type { ProtocolVersion } from "@qtk/tcp-framework/codec";
+ * const protocol: ProtocolVersion = 3;
+ * ```
+ */
+export type ProtocolVersion = 2 | 3;
+
+/**
+ * One frame: what travels on the wire, decoded.
+ *
+ * @example
+ * ```ts
+ * import { type Frame, SIGN_DATA } from "@qtk/tcp-framework/codec";
+ * const frame: Frame = { sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array() };
+ * ```
+ */
+export interface Frame {
+  /** PING or DATA. */
+  sign: Sign;
+  /** 36 ASCII characters in protocol 3 (32 in protocol 2). */
+  uuid: string;
+  /** The opaque payload. Decoded payloads may be views into a larger read buffer. */
+  payload: Uint8Array;
+}
+
+/**
+ * Default upper bound on a received payload, in bytes (64 MiB).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_FRAME_SIZE } from "@qtk/tcp-framework/codec";
+ * console.assert(DEFAULT_MAX_FRAME_SIZE === 64 * 1024 * 1024);
+ * ```
+ */
+export const DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024;
+
+/**
+ * Header size in bytes for a protocol version: 45 for protocol 3, 37 for 2.
+ *
+ * @param protocol The protocol version.
+ * @returns The header size in bytes.
+ *
+ * @example
+ * ```ts
+ * import { headerSize } from "@qtk/tcp-framework/codec";
+ * console.assert(headerSize(3) === 45 && headerSize(2) === 37);
+ * ```
+ */
+export function headerSize(protocol: ProtocolVersion = 3): number {
+  return protocol === 3 ? 45 : 37;
+}
+
+/**
+ * Length of the uuid field for a protocol version: 36 for protocol 3, 32 for 2.
+ *
+ * @param protocol The protocol version.
+ * @returns The uuid length in characters (and bytes).
+ *
+ * @example
+ * ```ts
+ * import { uuidLength } from "@qtk/tcp-framework/codec";
+ * console.assert(uuidLength(3) === 36 && uuidLength(2) === 32);
+ * ```
+ */
+export function uuidLength(protocol: ProtocolVersion = 3): number {
+  return protocol === 3 ? 36 : 32;
+}
+
+/**
+ * Checks that a uuid is `uuidLength(protocol)` ASCII characters, which is all
+ * the wire needs. Anything else would shift every later frame, so it is
+ * refused before a byte is written.
+ *
+ * @param uuid The value to check.
+ * @param protocol The protocol version.
+ * @throws {TypeError} If `uuid` is not a string of that many ASCII characters.
+ *
+ * @example
+ * ```ts
+ * import { assertUuid } from "@qtk/tcp-framework/codec";
+ * assertUuid(crypto.randomUUID());
+ * ```
+ */
+export function assertUuid(
+  uuid: unknown,
+  protocol: ProtocolVersion = 3,
+): asserts uuid is string {
+  const expected = uuidLength(protocol);
+  if (typeof uuid !== "string" || uuid.length !== expected) {
+    throw new TypeError(
+      `Invalid uuid ${quote(uuid)}: expected a string of ${expected} ASCII characters`,
+    );
+  }
+  for (let i = 0; i < expected; i++) {
+    if (uuid.charCodeAt(i) > 0x7f) {
+      throw new TypeError(
+        `Invalid uuid ${quote(uuid)}: character ${i} is not ASCII`,
+      );
+    }
+  }
+}
+
+/**
+ * Checks a frame to be sent: a known sign, a valid uuid and a `Uint8Array`
+ * payload that fits the protocol's length field.
+ *
+ * @param frame The frame to check.
+ * @param protocol The protocol version.
+ * @throws {TypeError} If the sign, uuid or payload is not valid.
+ * @throws {RangeError} If the payload is too large for protocol 2's uint32 length.
+ *
+ * @example
+ * ```ts
+ * import { assertFrame, SIGN_PING } from "@qtk/tcp-framework/codec";
+ * assertFrame({ sign: SIGN_PING, uuid: crypto.randomUUID(), payload: new Uint8Array() });
+ * ```
+ */
+export function assertFrame(
+  frame: Frame,
+  protocol: ProtocolVersion = 3,
+): void {
+  if (frame === null || typeof frame !== "object") {
+    throw new TypeError(`Invalid frame ${quote(frame)}: expected an object`);
+  }
+  if (frame.sign !== SIGN_PING && frame.sign !== SIGN_DATA) {
+    throw new TypeError(
+      `Invalid sign ${quote(frame.sign)}: expected ${SIGN_PING} or ${SIGN_DATA}`,
+    );
+  }
+  assertUuid(frame.uuid, protocol);
+  if (!(frame.payload instanceof Uint8Array)) {
+    throw new TypeError(
+      `Invalid payload ${quote(frame.payload)}: expected a Uint8Array`,
+    );
+  }
+  if (protocol === 2 && frame.payload.length > 0xffffffff) {
+    throw new RangeError(
+      `Payload of ${frame.payload.length} bytes does not fit protocol 2's 32-bit length`,
+    );
+  }
+}
+
+/**
+ * Size in bytes of a frame once encoded.
+ *
+ * @param frame The frame (only its payload length matters).
+ * @param protocol The protocol version.
+ * @returns Header size plus payload length.
+ *
+ * @example
+ * ```ts
+ * import { encodedSize, SIGN_DATA } from "@qtk/tcp-framework/codec";
+ * const size = encodedSize({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(4) });
+ * console.assert(size === 49);
+ * ```
+ */
+export function encodedSize(
+  frame: Frame,
+  protocol: ProtocolVersion = 3,
+): number {
+  return headerSize(protocol) + frame.payload.length;
+}
+
+// One scratch buffer for the length field: reading and writing float64 through
+// it costs no allocation per frame, unlike a DataView per chunk.
+const scratch = new DataView(new ArrayBuffer(8));
+const scratchBytes = new Uint8Array(scratch.buffer);
+
+/**
+ * Encodes a frame into `target` at `offset`, with no intermediate copy. The
+ * frame must already be valid (see {@linkcode assertFrame}).
+ *
+ * @param frame A valid frame.
+ * @param target The buffer to write into; needs `encodedSize(frame)` bytes free.
+ * @param offset Where the frame starts in `target`.
+ * @param protocol The protocol version.
+ * @returns The offset just past the frame.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameInto, SIGN_PING } from "@qtk/tcp-framework/codec";
+ * const target = new Uint8Array(90);
+ * const frame = { sign: SIGN_PING, uuid: crypto.randomUUID(), payload: new Uint8Array() } as const;
+ * const end = encodeFrameInto(frame, target, encodeFrameInto(frame, target, 0));
+ * console.assert(end === 90);
+ * ```
+ */
+export function encodeFrameInto(
+  frame: Frame,
+  target: Uint8Array,
+  offset: number,
+  protocol: ProtocolVersion = 3,
+): number {
+  const { uuid, payload } = frame;
+  const idLength = protocol === 3 ? 36 : 32;
+  target[offset] = frame.sign;
+  for (let i = 0; i < idLength; i++) {
+    target[offset + 1 + i] = uuid.charCodeAt(i);
+  }
+  let at = offset + 1 + idLength;
+  if (protocol === 3) {
+    scratch.setFloat64(0, payload.length);
+    target.set(scratchBytes, at);
+    at += 8;
+  } else {
+    scratch.setUint32(0, payload.length);
+    target.set(scratchBytes.subarray(0, 4), at);
+    at += 4;
+  }
+  target.set(payload, at);
+  return at + payload.length;
+}
+
+/**
+ * Encodes one frame into a new buffer.
+ *
+ * @param frame The frame to encode.
+ * @param protocol The protocol version.
+ * @returns The frame's bytes.
+ * @throws {TypeError} If the frame is not valid (see {@linkcode assertFrame}).
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, SIGN_DATA } from "@qtk/tcp-framework/codec";
+ * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array([1, 2]) });
+ * console.assert(bytes.length === 47 && bytes[0] === SIGN_DATA);
+ * ```
+ */
+export function encodeFrame(
+  frame: Frame,
+  protocol: ProtocolVersion = 3,
+): Uint8Array {
+  assertFrame(frame, protocol);
+  const bytes = new Uint8Array(encodedSize(frame, protocol));
+  encodeFrameInto(frame, bytes, 0, protocol);
+  return bytes;
+}
+
+/**
+ * Options of {@linkcode FrameDecoder} and {@linkcode FrameDecoderStream}.
+ *
+ * @example
+ * ```ts
+ * import type { DecoderOptions } from "@qtk/tcp-framework/codec";
+ * const options: DecoderOptions = { maxFrameSize: 1 << 20, protocol: 3 };
+ * ```
+ */
+export interface DecoderOptions {
+  /**
+   * Largest payload accepted, in bytes; a header claiming more is a
+   * {@linkcode FrameTooLargeError}.
+   * @default {64 MiB}
+   */
+  maxFrameSize?: number;
+  /**
+   * Wire protocol version.
+   * @default {3}
+   */
+  protocol?: ProtocolVersion;
+}
+
+/**
+ * Incremental frame decoder: push byte chunks as they arrive, get whole frames
+ * back through a callback. A payload that arrives within one chunk is a
+ * zero-copy `subarray` view of it; one split across chunks is copied once, when
+ * its last byte arrives. Work is linear in the bytes pushed.
+ *
+ * After a {@linkcode ProtocolError} the decoder is spent: every later push
+ * throws the same error.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, type Frame, FrameDecoder, SIGN_DATA } from "@qtk/tcp-framework/codec";
+ * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(3) });
+ * const decoder = new FrameDecoder();
+ * const frames: Frame[] = [];
+ * decoder.push(bytes.subarray(0, 10), (frame) => frames.push(frame));
+ * decoder.push(bytes.subarray(10), (frame) => frames.push(frame));
+ * console.assert(frames.length === 1 && frames[0].payload.length === 3);
+ * ```
+ */
+export class FrameDecoder {
+  readonly #maxFrameSize: number;
+  readonly #protocol: ProtocolVersion;
+  readonly #headerSize: number;
+  /** Holds a header that arrived split across chunks. */
+  readonly #header: Uint8Array;
+  #headerFill = 0;
+  /** Payload length of the frame being read, or -1 while reading a header. */
+  #payloadLength = -1;
+  #sign: Sign = SIGN_DATA;
+  #uuid = "";
+  /** Pieces of a payload split across chunks, joined once complete. */
+  #parts: Uint8Array[] = [];
+  #partsBytes = 0;
+  /** Bytes consumed before the current chunk, for error offsets. */
+  #consumed = 0;
+  #frameStart = 0;
+  #error: ProtocolError | undefined;
+
+  /**
+   * @param options Maximum frame size and protocol version.
+   * @throws {RangeError} If `maxFrameSize` is not a non-negative integer.
+   */
+  constructor(options: DecoderOptions = {}) {
+    const maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
+    if (!Number.isSafeInteger(maxFrameSize) || maxFrameSize < 0) {
+      throw new RangeError(
+        `Invalid maxFrameSize ${
+          quote(maxFrameSize)
+        }: expected a non-negative integer`,
+      );
+    }
+    const protocol = options.protocol ?? 3;
+    if (protocol !== 2 && protocol !== 3) {
+      throw new RangeError(
+        `Invalid protocol ${quote(protocol)}: expected 2 or 3`,
+      );
+    }
+    this.#maxFrameSize = maxFrameSize;
+    this.#protocol = protocol;
+    this.#headerSize = headerSize(protocol);
+    this.#header = new Uint8Array(this.#headerSize);
+  }
+
+  /**
+   * Bytes held for a frame that is not complete yet (0 between frames).
+   *
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "@qtk/tcp-framework/codec";
+   * const decoder = new FrameDecoder();
+   * decoder.push(new Uint8Array([0x11]), () => {});
+   * console.assert(decoder.pendingBytes === 1);
+   * ```
+   */
+  get pendingBytes(): number {
+    return this.#payloadLength < 0
+      ? this.#headerFill
+      : this.#headerSize + this.#partsBytes;
+  }
+
+  /**
+   * Decodes `chunk`, calling `onFrame` for every frame it completes, in order.
+   * The decoder's state is consistent before each call, so `onFrame` may push
+   * again; if it throws, the rest of the chunk is not decoded.
+   *
+   * @param chunk The next bytes of the stream. Kept by reference (payload views
+   *   may point into it), so do not reuse its memory.
+   * @param onFrame Receives each complete frame.
+   * @throws {ProtocolError} On the first invalid frame (and on every later push).
+   *
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "@qtk/tcp-framework/codec";
+   * new FrameDecoder().push(new Uint8Array(), () => {});
+   * ```
+   */
+  push(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
+    if (this.#error) throw this.#error;
+    const length = chunk.length;
+    const headerLength = this.#headerSize;
+    let at = 0;
+    try {
+      while (at < length) {
+        if (this.#payloadLength < 0) {
+          this.#frameStart = this.#consumed + at;
+          if (this.#headerFill === 0 && length - at >= headerLength) {
+            this.#readHeader(chunk, at);
+            at += headerLength;
+          } else {
+            if (this.#headerFill === 0) this.#checkSign(chunk[at]);
+            const take = Math.min(headerLength - this.#headerFill, length - at);
+            this.#header.set(chunk.subarray(at, at + take), this.#headerFill);
+            this.#headerFill += take;
+            at += take;
+            if (this.#headerFill < headerLength) break;
+            this.#headerFill = 0;
+            this.#readHeader(this.#header, 0);
+          }
+          if (this.#payloadLength === 0) {
+            this.#emit(new Uint8Array(0), onFrame);
+          }
+          continue;
+        }
+        const missing = this.#payloadLength - this.#partsBytes;
+        if (this.#partsBytes === 0 && length - at >= missing) {
+          at += missing;
+          this.#emit(chunk.subarray(at - missing, at), onFrame);
+          continue;
+        }
+        const take = Math.min(missing, length - at);
+        this.#parts.push(chunk.subarray(at, at + take));
+        this.#partsBytes += take;
+        at += take;
+        if (this.#partsBytes === this.#payloadLength) {
+          this.#emit(join(this.#parts, this.#partsBytes), onFrame);
+        }
+      }
+    } catch (error) {
+      if (error instanceof ProtocolError) this.#error = error;
+      throw error;
+    } finally {
+      this.#consumed += at;
+    }
+  }
+
+  /**
+   * Declares the end of the stream.
+   *
+   * @throws {ProtocolError} If the stream ended inside a frame.
+   *
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "@qtk/tcp-framework/codec";
+   * new FrameDecoder().end();
+   * ```
+   */
+  end(): void {
+    if (this.#error) throw this.#error;
+    if (this.pendingBytes > 0) {
+      this.#error = new ProtocolError(
+        `Stream ended inside a frame: ${this.pendingBytes} bytes of it received`,
+        this.#frameStart,
+      );
+      throw this.#error;
+    }
+  }
+
+  #emit(payload: Uint8Array, onFrame: (frame: Frame) => void): void {
+    const frame: Frame = { sign: this.#sign, uuid: this.#uuid, payload };
+    this.#payloadLength = -1;
+    this.#parts = [];
+    this.#partsBytes = 0;
+    onFrame(frame);
+  }
+
+  #checkSign(sign: number): void {
+    if (sign !== SIGN_PING && sign !== SIGN_DATA) {
+      throw new ProtocolError(
+        `Unknown frame sign "0x${sign.toString(16).padStart(2, "0")}"`,
+        this.#frameStart,
+      );
+    }
+  }
+
+  #readHeader(bytes: Uint8Array, at: number): void {
+    const sign = bytes[at];
+    this.#checkSign(sign);
+    const idLength = this.#headerSize === 45 ? 36 : 32;
+    const id = bytes.subarray(at + 1, at + 1 + idLength);
+    let highBits = 0;
+    for (let i = 0; i < idLength; i++) highBits |= id[i];
+    if (highBits & 0x80) {
+      throw new ProtocolError(
+        "Frame uuid holds non-ASCII bytes",
+        this.#frameStart,
+      );
+    }
+    const lengthAt = at + 1 + idLength;
+    let length: number;
+    if (idLength === 36) {
+      for (let i = 0; i < 8; i++) scratchBytes[i] = bytes[lengthAt + i];
+      length = scratch.getFloat64(0);
+      if (!(length >= 0) || !Number.isInteger(length)) {
+        throw new ProtocolError(
+          `Invalid frame length "${length}": expected a whole number of bytes`,
+          this.#frameStart,
+        );
+      }
+      length += 0; // -0 reads as 0
+    } else {
+      for (let i = 0; i < 4; i++) scratchBytes[i] = bytes[lengthAt + i];
+      length = scratch.getUint32(0);
+    }
+    if (length > this.#maxFrameSize) {
+      throw new FrameTooLargeError(
+        length,
+        this.#maxFrameSize,
+        this.#frameStart,
+      );
+    }
+    this.#sign = sign as Sign;
+    // Typed arrays are array-like, so one call builds the 36-character string.
+    this.#uuid = String.fromCharCode.apply(
+      null,
+      id as unknown as number[],
+    );
+    this.#payloadLength = length;
+  }
+}
+
+/**
+ * Decodes exactly one frame from `bytes`.
+ *
+ * @param bytes One whole frame, nothing more.
+ * @param options Maximum frame size and protocol version.
+ * @returns The frame; its payload is a view into `bytes`.
+ * @throws {ProtocolError} If `bytes` is not exactly one valid frame.
+ *
+ * @example
+ * ```ts
+ * import { decodeFrame, encodeFrame, SIGN_PING } from "@qtk/tcp-framework/codec";
+ * const uuid = crypto.randomUUID();
+ * const frame = decodeFrame(encodeFrame({ sign: SIGN_PING, uuid, payload: new Uint8Array() }));
+ * console.assert(frame.sign === SIGN_PING && frame.uuid === uuid);
+ * ```
+ */
+export function decodeFrame(
+  bytes: Uint8Array,
+  options: DecoderOptions = {},
+): Frame {
+  const decoder = new FrameDecoder(options);
+  let frame: Frame | undefined;
+  let extra = false;
+  decoder.push(bytes, (decoded) => {
+    if (frame) extra = true;
+    frame ??= decoded;
+  });
+  if (extra || (frame && decoder.pendingBytes > 0)) {
+    throw new ProtocolError("Expected one frame, found trailing bytes");
+  }
+  decoder.end();
+  if (!frame) throw new ProtocolError("Expected one frame, found none");
+  return frame;
+}
+
+/**
+ * Turns a byte stream into a stream of frames. Cut the input anywhere: the
+ * output is the same. A malformed frame errors the stream with a
+ * {@linkcode ProtocolError}, as does input that ends inside a frame.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoderStream, SIGN_DATA } from "@qtk/tcp-framework/codec";
+ * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(2) });
+ * const frames = await Array.fromAsync(ReadableStream.from([bytes.subarray(0, 7), bytes.subarray(7)])
+ *   .pipeThrough(new FrameDecoderStream()));
+ * console.assert(frames.length === 1);
+ * ```
+ */
+export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
+  /**
+   * @param options Maximum frame size and protocol version.
+   * @throws {RangeError} On an invalid option.
+   */
+  constructor(options: DecoderOptions = {}) {
+    const decoder = new FrameDecoder(options);
+    super({
+      transform(chunk, controller) {
+        decoder.push(chunk, (frame) => controller.enqueue(frame));
+      },
+      flush() {
+        decoder.end();
+      },
+    });
+  }
+}
+
+/**
+ * Options of {@linkcode FrameEncoderStream}.
+ *
+ * @example
+ * ```ts
+ * import type { EncoderOptions } from "@qtk/tcp-framework/codec";
+ * const options: EncoderOptions = { protocol: 2 };
+ * ```
+ */
+export interface EncoderOptions {
+  /**
+   * Wire protocol version.
+   * @default {3}
+   */
+  protocol?: ProtocolVersion;
+}
+
+/**
+ * Turns a stream of frames into bytes, one chunk per frame. An invalid frame
+ * errors the stream with a `TypeError` before any of its bytes are emitted.
+ *
+ * @example
+ * ```ts
+ * import { FrameEncoderStream, SIGN_PING } from "@qtk/tcp-framework/codec";
+ * const chunks = await Array.fromAsync(
+ *   ReadableStream.from([{ sign: SIGN_PING, uuid: crypto.randomUUID(), payload: new Uint8Array() } as const])
+ *     .pipeThrough(new FrameEncoderStream()),
+ * );
+ * console.assert(chunks[0].length === 45);
+ * ```
+ */
+export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
+  /**
+   * @param options The protocol version.
+   */
+  constructor(options: EncoderOptions = {}) {
+    const protocol = options.protocol ?? 3;
+    super({
+      transform(frame, controller) {
+        controller.enqueue(encodeFrame(frame, protocol));
+      },
+    });
+  }
+}
+
+function join(parts: Uint8Array[], size: number): Uint8Array {
+  const joined = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return joined;
+}

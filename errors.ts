@@ -1,0 +1,160 @@
+/**
+ * The errors that callers of this package may want to catch. Bad arguments
+ * are plain `TypeError`/`RangeError`; everything here is a failure of the peer,
+ * the connection or the clock, with structured fields to act on.
+ *
+ * @module
+ */
+
+/**
+ * The peer sent bytes that are not a valid frame. The connection that carried
+ * them is closed; other connections are not affected.
+ *
+ * @example
+ * ```ts
+ * import { FrameDecoder, ProtocolError } from "@qtk/tcp-framework";
+ * try {
+ *   new FrameDecoder().push(new Uint8Array(45).fill(0x42), () => {});
+ * } catch (error) {
+ *   console.assert(error instanceof ProtocolError);
+ * }
+ * ```
+ */
+export class ProtocolError extends Error {
+  /** Offset of the offending frame's first byte in the decoded stream. */
+  readonly offset: number;
+
+  /**
+   * @param message What was wrong, with the offending value quoted.
+   * @param offset Offset of the offending frame in the stream.
+   * @param options Standard error options (`cause`).
+   */
+  constructor(message: string, offset = 0, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ProtocolError";
+    this.offset = offset;
+  }
+}
+
+/**
+ * A frame's header claims a payload larger than the receiver's
+ * `maxFrameSize`. Raised from the header alone; the payload is never buffered.
+ *
+ * @example
+ * ```ts
+ * import { FrameTooLargeError } from "@qtk/tcp-framework";
+ * const error = new FrameTooLargeError(2 ** 40, 1024);
+ * console.assert(error.length === 2 ** 40 && error.maxFrameSize === 1024);
+ * ```
+ */
+export class FrameTooLargeError extends ProtocolError {
+  /** The payload length the header claimed. */
+  readonly length: number;
+  /** The receiver's limit. */
+  readonly maxFrameSize: number;
+
+  /**
+   * @param length The claimed payload length.
+   * @param maxFrameSize The receiver's limit.
+   * @param offset Offset of the frame in the stream.
+   */
+  constructor(length: number, maxFrameSize: number, offset = 0) {
+    super(
+      `Frame payload of ${length} bytes exceeds maxFrameSize of ${maxFrameSize} bytes`,
+      offset,
+    );
+    this.name = "FrameTooLargeError";
+    this.length = length;
+    this.maxFrameSize = maxFrameSize;
+  }
+}
+
+/**
+ * Something was sent or awaited on a client or connection that is closed, or
+ * that closed while the caller waited.
+ *
+ * @example
+ * ```ts
+ * import { ClosedError } from "@qtk/tcp-framework";
+ * const error = new ClosedError("Client is closed");
+ * console.assert(error.name === "ClosedError");
+ * ```
+ */
+export class ClosedError extends Error {
+  /**
+   * @param message What was closed.
+   * @param options Standard error options (`cause`).
+   */
+  constructor(message = "Connection is closed", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ClosedError";
+  }
+}
+
+/**
+ * A request got no reply in time, or a connection was silent for longer than
+ * its `timeout`.
+ *
+ * @example
+ * ```ts
+ * import { TimeoutError } from "@qtk/tcp-framework";
+ * const error = new TimeoutError("No reply within 1000 ms", 1000);
+ * console.assert(error.timeout === 1000);
+ * ```
+ */
+export class TimeoutError extends Error {
+  /** The time limit that passed, in milliseconds. */
+  readonly timeout: number;
+
+  /**
+   * @param message What timed out.
+   * @param timeout The limit in milliseconds.
+   */
+  constructor(message: string, timeout: number) {
+    super(message);
+    this.name = "TimeoutError";
+    this.timeout = timeout;
+  }
+}
+
+/**
+ * A send was refused because the bytes already waiting to be written (or, on
+ * a disconnected client, the queued messages) reached their limit. Nothing was
+ * queued and nothing was written; wait for `drained()` and try again.
+ *
+ * @example
+ * ```ts
+ * import { BufferFullError } from "@qtk/tcp-framework";
+ * const error = new BufferFullError(8 << 20, 8 << 20, 100);
+ * console.assert(error.limit === 8 << 20);
+ * ```
+ */
+export class BufferFullError extends Error {
+  /** Bytes already waiting when the send was refused. */
+  readonly buffered: number;
+  /** The limit that would have been passed (bytes, or messages). */
+  readonly limit: number;
+  /** Size in bytes of the refused frame. */
+  readonly frameSize: number;
+
+  /**
+   * @param buffered Bytes (or messages) already waiting.
+   * @param limit The limit.
+   * @param frameSize Size of the refused frame in bytes.
+   * @param unit What `buffered` and `limit` count.
+   */
+  constructor(
+    buffered: number,
+    limit: number,
+    frameSize: number,
+    unit = "bytes",
+  ) {
+    super(
+      `Send of a ${frameSize}-byte frame refused: ${buffered} ${unit} already waiting, limit is ${limit} ${unit}`,
+    );
+    this.name = "BufferFullError";
+    this.buffered = buffered;
+    this.limit = limit;
+    this.frameSize = frameSize;
+  }
+}

@@ -1,0 +1,295 @@
+import assert from "node:assert/strict";
+import { test } from "./_harness.ts";
+import { fromHex, toHex } from "./_hex.ts";
+import vectors from "./fixtures/vectors.json" with { type: "json" };
+import {
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameDecoderStream,
+  FrameEncoderStream,
+  type ProtocolVersion,
+  SIGN_DATA,
+  SIGN_PING,
+} from "../codec.ts";
+import { FrameTooLargeError, ProtocolError } from "../errors.ts";
+
+interface Decoded {
+  sign: number;
+  uuid: string;
+  payload: string;
+}
+
+function decodeChunks(
+  chunks: Uint8Array[],
+  protocol: ProtocolVersion = 3,
+  maxFrameSize?: number,
+): { frames: Decoded[]; error?: unknown } {
+  const decoder = new FrameDecoder({ protocol, maxFrameSize });
+  const frames: Decoded[] = [];
+  try {
+    for (const chunk of chunks) {
+      decoder.push(chunk, (f) =>
+        frames.push({ sign: f.sign, uuid: f.uuid, payload: toHex(f.payload) }));
+    }
+    decoder.end();
+  } catch (error) {
+    return { frames, error };
+  }
+  return { frames };
+}
+
+/** Deterministic PRNG so random chunkings are reproducible from the seed. */
+function mulberry32(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomSplit(bytes: Uint8Array, random: () => number): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const size = 1 + Math.floor(random() * 60);
+    chunks.push(bytes.slice(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+function oneByteChunks(bytes: Uint8Array): Uint8Array[] {
+  return Array.from(bytes, (b) => Uint8Array.of(b));
+}
+
+for (const vector of vectors.valid) {
+  const protocol = vector.protocol as ProtocolVersion;
+  const frame: Frame = {
+    sign: vector.sign as Frame["sign"],
+    uuid: vector.uuid,
+    payload: fromHex(vector.payload),
+  };
+  test(`codec: "${vector.name}" encodes byte for byte`, () => {
+    assert.equal(toHex(encodeFrame(frame, protocol)), vector.frame);
+  });
+  test(`codec: "${vector.name}" decodes whole and byte by byte`, () => {
+    const bytes = fromHex(vector.frame);
+    const expected = [{
+      sign: vector.sign,
+      uuid: vector.uuid,
+      payload: vector.payload,
+    }];
+    assert.deepEqual(decodeChunks([bytes], protocol), { frames: expected });
+    if (bytes.length < 5000) {
+      assert.deepEqual(decodeChunks(oneByteChunks(bytes), protocol), {
+        frames: expected,
+      });
+    }
+    const single = decodeFrame(bytes, { protocol });
+    assert.equal(single.uuid, vector.uuid);
+    assert.equal(toHex(single.payload), vector.payload);
+  });
+}
+
+test("codec: the stream vector decodes the same under every chunking", () => {
+  const bytes = fromHex(vectors.stream);
+  const expected = { frames: vectors.streamFrames };
+  assert.deepEqual(decodeChunks([bytes]), expected);
+  assert.deepEqual(decodeChunks(oneByteChunks(bytes)), expected);
+  const random = mulberry32(7);
+  for (let round = 0; round < 200; round++) {
+    assert.deepEqual(decodeChunks(randomSplit(bytes, random)), expected);
+  }
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    assert.deepEqual(
+      decodeChunks([bytes.subarray(0, cut), bytes.subarray(cut)]),
+      expected,
+    );
+  }
+});
+
+for (const vector of vectors.invalid) {
+  test(`codec: invalid "${vector.name}" is a protocol error`, () => {
+    const bytes = fromHex(vector.bytes);
+    const good = (vector as { framesBeforeError?: number }).framesBeforeError ??
+      0;
+    for (const chunks of [[bytes], oneByteChunks(bytes)]) {
+      const { frames, error } = decodeChunks(chunks);
+      assert.ok(error instanceof ProtocolError, `got ${error}`);
+      assert.equal(frames.length, good);
+    }
+  });
+}
+
+test("codec: a 2^53 length is refused from the header alone", () => {
+  const bytes = fromHex(
+    vectors.invalid.find((v) => v.name.startsWith("length 2^53"))!.bytes,
+  );
+  const decoder = new FrameDecoder();
+  assert.throws(
+    () => decoder.push(bytes, () => assert.fail("no frame expected")),
+    (error: unknown) =>
+      error instanceof FrameTooLargeError && error.length === 2 ** 53 &&
+      error.maxFrameSize === 64 * 1024 * 1024,
+  );
+  // Nothing of the claimed payload was buffered.
+  assert.equal(decoder.pendingBytes, 0);
+  assert.throws(() => decoder.push(new Uint8Array(1), () => {}), ProtocolError);
+});
+
+test("codec: maxFrameSize is inclusive and checked before the payload", () => {
+  const uuid = crypto.randomUUID();
+  const bytes = encodeFrame({
+    sign: SIGN_DATA,
+    uuid,
+    payload: new Uint8Array(100),
+  });
+  assert.equal(decodeChunks([bytes], 3, 100).frames.length, 1);
+  const { error } = decodeChunks([bytes.subarray(0, 45)], 3, 99);
+  assert.ok(error instanceof FrameTooLargeError);
+});
+
+test("codec: -0 length reads as an empty payload", () => {
+  const bytes = encodeFrame({
+    sign: SIGN_PING,
+    uuid: crypto.randomUUID(),
+    payload: new Uint8Array(),
+  });
+  bytes[37] = 0x80; // sign bit of the float64 length
+  assert.equal(decodeFrame(bytes).payload.length, 0);
+});
+
+test("codec: non-ASCII uuid bytes are a protocol error", () => {
+  const bytes = encodeFrame({
+    sign: SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload: new Uint8Array(),
+  });
+  bytes[5] = 0xc3;
+  assert.throws(() => decodeFrame(bytes), ProtocolError);
+});
+
+test("codec: a stream that ends inside a frame is a protocol error", () => {
+  const bytes = encodeFrame({
+    sign: SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload: new Uint8Array(10),
+  });
+  for (const cut of [1, 44, 45, 54]) {
+    const { error, frames } = decodeChunks([bytes.subarray(0, cut)]);
+    assert.ok(error instanceof ProtocolError, `cut at ${cut}`);
+    assert.equal(frames.length, 0);
+  }
+});
+
+test("codec: payloads within one chunk are views, split ones are copied once", () => {
+  const uuid = crypto.randomUUID();
+  const a = encodeFrame({ sign: SIGN_DATA, uuid, payload: new Uint8Array(8) });
+  const chunk = new Uint8Array(a.length * 2);
+  chunk.set(a);
+  chunk.set(a, a.length);
+  const payloads: Uint8Array[] = [];
+  new FrameDecoder().push(chunk, (f) => payloads.push(f.payload));
+  assert.equal(payloads.length, 2);
+  for (const payload of payloads) assert.equal(payload.buffer, chunk.buffer);
+
+  const split: Uint8Array[] = [];
+  const decoder = new FrameDecoder();
+  decoder.push(a.slice(0, 50), (f) => split.push(f.payload));
+  decoder.push(a.slice(50), (f) => split.push(f.payload));
+  assert.equal(split.length, 1);
+  assert.equal(split[0].length, 8);
+});
+
+test("codec: a 64 MiB payload in 64 KiB chunks decodes in linear time", () => {
+  const size = 64 * 1024 * 1024;
+  const payload = new Uint8Array(size);
+  for (let i = 0; i < size; i += 4096) payload[i] = i & 0xff;
+  const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload });
+  const decoder = new FrameDecoder();
+  let received: Uint8Array | undefined;
+  for (let at = 0; at < bytes.length; at += 65536) {
+    decoder.push(bytes.subarray(at, at + 65536), (f) => (received = f.payload));
+  }
+  assert.ok(received);
+  assert.equal(received.length, size);
+  for (let i = 0; i < size; i += 4096) assert.equal(received[i], i & 0xff);
+  // Linear work shows as the held bytes never exceeding one frame.
+  assert.equal(decoder.pendingBytes, 0);
+});
+
+test("codec: encoding refuses bad uuids, signs and payloads", () => {
+  const payload = new Uint8Array();
+  for (const uuid of ["short", "x".repeat(37), "é".repeat(36), 42]) {
+    assert.throws(
+      () => encodeFrame({ sign: SIGN_DATA, uuid: uuid as string, payload }),
+      TypeError,
+    );
+  }
+  assert.throws(
+    () => encodeFrame({ sign: 2 as 1, uuid: crypto.randomUUID(), payload }),
+    TypeError,
+  );
+  assert.throws(
+    () =>
+      encodeFrame({
+        sign: SIGN_DATA,
+        uuid: crypto.randomUUID(),
+        payload: "text" as unknown as Uint8Array,
+      }),
+    TypeError,
+  );
+  assert.throws(
+    () => encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload }, 2),
+    TypeError,
+  );
+});
+
+test("codec: decodeFrame refuses trailing bytes and empty input", () => {
+  const bytes = encodeFrame({
+    sign: SIGN_PING,
+    uuid: crypto.randomUUID(),
+    payload: new Uint8Array(),
+  });
+  const twice = new Uint8Array(bytes.length * 2);
+  twice.set(bytes);
+  twice.set(bytes, bytes.length);
+  assert.throws(() => decodeFrame(twice), ProtocolError);
+  assert.throws(() => decodeFrame(new Uint8Array()), ProtocolError);
+  assert.throws(() => decodeFrame(twice.subarray(0, 50)), ProtocolError);
+});
+
+test("codec: encoder and decoder streams round-trip", async () => {
+  const random = mulberry32(11);
+  const frames: Frame[] = Array.from({ length: 50 }, (_, i) => ({
+    sign: i % 5 === 0 ? SIGN_PING : SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload: Uint8Array.from({ length: Math.floor(random() * 300) }, (_, j) => j),
+  }));
+  const bytes = await Array.fromAsync(
+    ReadableStream.from(frames).pipeThrough(new FrameEncoderStream()),
+  );
+  const whole = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of bytes) {
+    whole.set(b, at);
+    at += b.length;
+  }
+  const decoded = await Array.fromAsync(
+    ReadableStream.from(randomSplit(whole, random)).pipeThrough(
+      new FrameDecoderStream(),
+    ),
+  );
+  assert.deepEqual(decoded, frames);
+});
+
+test("codec: the decoder stream errors on a malformed frame", async () => {
+  const bad = new Uint8Array(45).fill(0x42);
+  await assert.rejects(
+    Array.fromAsync(ReadableStream.from([bad]).pipeThrough(new FrameDecoderStream())),
+    ProtocolError,
+  );
+});
