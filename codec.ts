@@ -133,7 +133,9 @@ export function assertUuid(
   const expected = uuidLength(protocol);
   if (typeof uuid !== "string" || uuid.length !== expected) {
     throw new TypeError(
-      `Invalid uuid ${quote(uuid)}: expected a string of ${expected} ASCII characters`,
+      `Invalid uuid ${
+        quote(uuid)
+      }: expected a string of ${expected} ASCII characters`,
     );
   }
   for (let i = 0; i < expected; i++) {
@@ -169,7 +171,9 @@ export function assertFrame(
   }
   if (frame.sign !== SIGN_PING && frame.sign !== SIGN_DATA) {
     throw new TypeError(
-      `Invalid sign ${quote(frame.sign)}: expected ${SIGN_PING} or ${SIGN_DATA}`,
+      `Invalid sign ${
+        quote(frame.sign)
+      }: expected ${SIGN_PING} or ${SIGN_DATA}`,
     );
   }
   assertUuid(frame.uuid, protocol);

@@ -33,7 +33,8 @@ export function test(name: string, fn: TestBody): void {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`Test "${name}" ran past ${TEST_TIME_LIMIT} ms`)),
+        () =>
+          reject(new Error(`Test "${name}" ran past ${TEST_TIME_LIMIT} ms`)),
         TEST_TIME_LIMIT,
       );
     });

@@ -30,8 +30,15 @@ function decodeChunks(
   const frames: Decoded[] = [];
   try {
     for (const chunk of chunks) {
-      decoder.push(chunk, (f) =>
-        frames.push({ sign: f.sign, uuid: f.uuid, payload: toHex(f.payload) }));
+      decoder.push(
+        chunk,
+        (f) =>
+          frames.push({
+            sign: f.sign,
+            uuid: f.uuid,
+            payload: toHex(f.payload),
+          }),
+      );
     }
     decoder.end();
   } catch (error) {
@@ -208,7 +215,11 @@ test("codec: a 64 MiB payload in 64 KiB chunks decodes in linear time", () => {
   const size = 64 * 1024 * 1024;
   const payload = new Uint8Array(size);
   for (let i = 0; i < size; i += 4096) payload[i] = i & 0xff;
-  const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload });
+  const bytes = encodeFrame({
+    sign: SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload,
+  });
   const decoder = new FrameDecoder();
   let received: Uint8Array | undefined;
   for (let at = 0; at < bytes.length; at += 65536) {
@@ -243,7 +254,8 @@ test("codec: encoding refuses bad uuids, signs and payloads", () => {
     TypeError,
   );
   assert.throws(
-    () => encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload }, 2),
+    () =>
+      encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload }, 2),
     TypeError,
   );
 });
@@ -267,7 +279,10 @@ test("codec: encoder and decoder streams round-trip", async () => {
   const frames: Frame[] = Array.from({ length: 50 }, (_, i) => ({
     sign: i % 5 === 0 ? SIGN_PING : SIGN_DATA,
     uuid: crypto.randomUUID(),
-    payload: Uint8Array.from({ length: Math.floor(random() * 300) }, (_, j) => j),
+    payload: Uint8Array.from(
+      { length: Math.floor(random() * 300) },
+      (_, j) => j,
+    ),
   }));
   const bytes = await Array.fromAsync(
     ReadableStream.from(frames).pipeThrough(new FrameEncoderStream()),
@@ -289,7 +304,9 @@ test("codec: encoder and decoder streams round-trip", async () => {
 test("codec: the decoder stream errors on a malformed frame", async () => {
   const bad = new Uint8Array(45).fill(0x42);
   await assert.rejects(
-    Array.fromAsync(ReadableStream.from([bad]).pipeThrough(new FrameDecoderStream())),
+    Array.fromAsync(
+      ReadableStream.from([bad]).pipeThrough(new FrameDecoderStream()),
+    ),
     ProtocolError,
   );
 });

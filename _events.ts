@@ -1,0 +1,227 @@
+// A typed EventTarget with Node-style positional listeners beside it.
+//
+// Listeners added with on/once are kept here and called directly with the
+// event's arguments; `addEventListener` listeners get a CustomEvent whose
+// detail names those arguments. No CustomEvent is built unless someone listens
+// that way, because `data` fires once per frame. A listener that throws (or
+// whose promise rejects) is reported through `exception`, never to the
+// runtime, which would end the process.
+
+/** A listener called with an event's positional arguments. */
+// deno-lint-ignore no-explicit-any
+export type Listener<Args extends any[]> = (...args: Args) => unknown;
+
+/** Key of the internal emit method, so it stays off the public surface. */
+export const emit: unique symbol = Symbol("emit");
+
+interface Entry {
+  fn: (...args: never[]) => unknown;
+  once: boolean;
+}
+
+/** How a subclass shapes its events. */
+export interface EventShape<Args> {
+  /** The CustomEvent detail for an event's arguments. */
+  detail(type: keyof Args & string, args: unknown[]): unknown;
+  /** A listener of `type` failed with `error`; `args` were its arguments. */
+  listenerFailed(
+    type: keyof Args & string,
+    args: unknown[],
+    error: unknown,
+  ): void;
+}
+
+/** A listener for `addEventListener`, typed by the event's detail. */
+export type DetailListener<Detail> =
+  | ((event: CustomEvent<Detail>) => unknown)
+  | { handleEvent(event: CustomEvent<Detail>): unknown };
+
+export class TypedEventTarget<
+  // deno-lint-ignore no-explicit-any
+  Args extends { [K in keyof Args]: any[] },
+  Details extends Record<keyof Args, unknown>,
+> extends EventTarget {
+  readonly #shape: EventShape<Args>;
+  readonly #positional = new Map<string, Entry[]>();
+  /** Upper bound on addEventListener listeners per type (once ones may be gone). */
+  readonly #targetListeners = new Map<string, number>();
+  readonly #wrappers = new WeakMap<object, Map<string, EventListener>>();
+  /** Arguments of the event being dispatched, for reporting listener errors. */
+  #dispatching: unknown[] | undefined;
+
+  constructor(shape: EventShape<Args>) {
+    super();
+    this.#shape = shape;
+  }
+
+  /**
+   * Adds a listener that receives a `CustomEvent` whose `detail` holds the
+   * event's values. A listener that throws is reported as `exception`.
+   */
+  override addEventListener<K extends keyof Details & string>(
+    type: K,
+    listener: DetailListener<Details[K]> | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    if (!listener) return;
+    let byType = this.#wrappers.get(listener);
+    if (!byType) this.#wrappers.set(listener, byType = new Map());
+    let wrapper = byType.get(type);
+    if (!wrapper) {
+      const call = typeof listener === "function"
+        ? listener
+        : (event: Event) => listener.handleEvent(event);
+      wrapper = (event: Event) => {
+        this.#call(type, this.#dispatching ?? [], call as Entry["fn"], [event]);
+      };
+      byType.set(type, wrapper);
+    }
+    this.#targetListeners.set(type, (this.#targetListeners.get(type) ?? 0) + 1);
+    super.addEventListener(type, wrapper, options);
+  }
+
+  /** Removes a listener added with `addEventListener`. */
+  override removeEventListener<K extends keyof Details & string>(
+    type: K,
+    listener: DetailListener<Details[K]> | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    const wrapper = listener && this.#wrappers.get(listener)?.get(type);
+    if (wrapper) super.removeEventListener(type, wrapper, options);
+  }
+
+  /**
+   * Adds a listener called with the event's positional arguments.
+   *
+   * @param type The event name.
+   * @param listener Called with the event's arguments.
+   * @returns This target, for chaining.
+   */
+  on<K extends keyof Args & string>(
+    type: K,
+    listener: Listener<Args[K]>,
+  ): this {
+    return this.#add(type, listener, false);
+  }
+
+  /**
+   * Like {@linkcode on}, but the listener is removed after its first call.
+   *
+   * @param type The event name.
+   * @param listener Called once with the event's arguments.
+   * @returns This target, for chaining.
+   */
+  once<K extends keyof Args & string>(
+    type: K,
+    listener: Listener<Args[K]>,
+  ): this {
+    return this.#add(type, listener, true);
+  }
+
+  /**
+   * Removes a listener added with {@linkcode on} or {@linkcode once}.
+   *
+   * @param type The event name.
+   * @param listener The listener to remove.
+   * @returns This target, for chaining.
+   */
+  off<K extends keyof Args & string>(
+    type: K,
+    listener: Listener<Args[K]>,
+  ): this {
+    const entries = this.#positional.get(type);
+    const index = entries?.findIndex((entry) => entry.fn === listener) ?? -1;
+    if (index >= 0) {
+      const next = entries!.slice();
+      next.splice(index, 1);
+      this.#positional.set(type, next);
+    }
+    return this;
+  }
+
+  /** Calls the listeners of `type` with `args`. */
+  [emit]<K extends keyof Args & string>(type: K, ...args: Args[K]): void {
+    const entries = this.#positional.get(type);
+    if (entries !== undefined && entries.length > 0) {
+      for (const entry of entries) {
+        if (entry.once) this.off(type, entry.fn as Listener<Args[K]>);
+        this.#call(type, args, entry.fn, args);
+      }
+    }
+    if (this.#targetListeners.get(type)) {
+      const outer = this.#dispatching;
+      this.#dispatching = args;
+      try {
+        this.dispatchEvent(
+          new CustomEvent(type, { detail: this.#shape.detail(type, args) }),
+        );
+      } finally {
+        this.#dispatching = outer;
+      }
+    }
+  }
+
+  #add(type: string, listener: Entry["fn"], once: boolean): this {
+    if (typeof listener !== "function") {
+      throw new TypeError(
+        `Invalid listener for "${type}": expected a function`,
+      );
+    }
+    // Copy on write: an emit in progress keeps iterating its own snapshot.
+    const entries = this.#positional.get(type) ?? [];
+    this.#positional.set(type, [...entries, { fn: listener, once }]);
+    return this;
+  }
+
+  #call(
+    type: string,
+    args: unknown[],
+    fn: Entry["fn"],
+    callArgs: unknown[],
+  ): void {
+    try {
+      const result = fn(...callArgs as never[]);
+      if (
+        result !== undefined && result !== null &&
+        typeof (result as PromiseLike<unknown>).then === "function"
+      ) {
+        (result as PromiseLike<unknown>).then(
+          undefined,
+          (error) => this.#failed(type, args, error),
+        );
+      }
+    } catch (error) {
+      this.#failed(type, args, error);
+    }
+  }
+
+  #failed(type: string, args: unknown[], error: unknown): void {
+    if (type === "exception") {
+      // Reporting it as another exception could loop; the console is the
+      // last place left that does not end the process.
+      console.error("An exception listener threw:", error);
+      return;
+    }
+    this.#shape.listenerFailed(type as keyof Args & string, args, error);
+  }
+}

@@ -1,0 +1,43 @@
+// The {uuid, data} message of the public API, checked and turned into a frame.
+
+import {
+  assertUuid,
+  type Frame,
+  type ProtocolVersion,
+  SIGN_DATA,
+} from "./codec.ts";
+import { quote } from "./_quote.ts";
+
+/**
+ * A request or response: a uuid and an opaque payload.
+ *
+ * @example
+ * ```ts
+ * import type { Message } from "@qtk/tcp-framework";
+ * const message: Message = { uuid: crypto.randomUUID(), data: new TextEncoder().encode("echo") };
+ * ```
+ */
+export interface Message {
+  /** 36 ASCII characters (32 under protocol 2), canonically a UUID with dashes. */
+  uuid: string;
+  /** The payload. A Node.js `Buffer` is a `Uint8Array`, so it works too. */
+  data: Uint8Array;
+}
+
+/** Checks a caller's message and makes it a DATA frame, or throws TypeError. */
+export function toDataFrame(
+  message: Message,
+  protocol: ProtocolVersion,
+): Frame {
+  if (message === null || typeof message !== "object") {
+    throw new TypeError(
+      `Invalid message ${quote(message)}: expected { uuid, data }`,
+    );
+  }
+  const { uuid, data } = message;
+  assertUuid(uuid, protocol);
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(`Invalid data ${quote(data)}: expected a Uint8Array`);
+  }
+  return { sign: SIGN_DATA, uuid, payload: data };
+}

@@ -1,0 +1,729 @@
+/**
+ * The request client: connects at once, pings every `heartbeat` seconds,
+ * drops a silent connection after `timeout`, reconnects with backoff, and
+ * queues (within bounds) what is sent while disconnected.
+ *
+ * @example
+ * ```ts
+ * import { Client } from "@qtk/tcp-framework/client";
+ * import { Server } from "@qtk/tcp-framework/server";
+ * await using server = new Server({ host: "127.0.0.1", port: 0 });
+ * server.on("data", (socket, message) => socket.send(message));
+ * await server.start();
+ * await using client = new Client({ host: "127.0.0.1", port: server.port });
+ * const reply = await client.request(new TextEncoder().encode("echo"));
+ * console.assert(new TextDecoder().decode(reply) === "echo");
+ * ```
+ *
+ * @module
+ */
+
+import {
+  DEFAULT_MAX_FRAME_SIZE,
+  type Frame,
+  type ProtocolVersion,
+  SIGN_DATA,
+  SIGN_PING,
+} from "./codec.ts";
+import { FramedConnection } from "./_connection.ts";
+import { type Deadline, DeadlineTimer } from "./_deadlines.ts";
+import { emit, TypedEventTarget } from "./_events.ts";
+import { type Message, toDataFrame } from "./_message.ts";
+import {
+  checkCount,
+  checkHost,
+  checkObject,
+  checkPort,
+  checkProtocol,
+  checkSeconds,
+  tickMs,
+  toMs,
+} from "./_options.ts";
+import { quote } from "./_quote.ts";
+import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
+import {
+  DEFAULT_GRACE_PERIOD,
+  DEFAULT_HEARTBEAT,
+  DEFAULT_HOST,
+  DEFAULT_MAX_BUFFERED_BYTES,
+  DEFAULT_TIMEOUT,
+} from "./server.ts";
+import { runtimeTransport, type Transport } from "./transport.ts";
+
+/**
+ * Default limit on messages queued while disconnected.
+ * @example `DEFAULT_MAX_QUEUED_MESSAGES === 65536`
+ */
+export const DEFAULT_MAX_QUEUED_MESSAGES = 65536;
+/**
+ * Default time limit of {@linkcode Client.request}, in seconds.
+ * @example `DEFAULT_REQUEST_TIMEOUT === 30`
+ */
+export const DEFAULT_REQUEST_TIMEOUT = 30;
+
+/**
+ * The default reconnect delay: 200 ms before the first retry, as the Node.js
+ * package waits, then doubling per failed attempt up to 5 s, with up to 20%
+ * jitter taken off so that many clients do not retry in step.
+ *
+ * @param attempt 1 for the first retry after a connection is lost or fails.
+ * @returns Milliseconds to wait before connecting again.
+ *
+ * @example
+ * ```ts
+ * import { reconnectDelay } from "@qtk/tcp-framework";
+ * console.assert(reconnectDelay(1) === 200);
+ * console.assert(reconnectDelay(20) <= 5000);
+ * ```
+ */
+export function reconnectDelay(attempt: number): number {
+  if (attempt <= 1) return 200;
+  const delay = Math.min(200 * 2 ** (attempt - 1), 5000);
+  return Math.round(delay * (1 - Math.random() * 0.2));
+}
+
+/**
+ * Options of {@linkcode Client}.
+ *
+ * @example
+ * ```ts
+ * import type { ClientOptions } from "@qtk/tcp-framework";
+ * const options: ClientOptions = { host: "127.0.0.1", port: 8080, reconnect: false };
+ * ```
+ */
+export interface ClientOptions {
+  /**
+   * Host name or IP address of the server.
+   * @default {"localhost"}
+   */
+  host?: string;
+  /** TCP port of the server. */
+  port: number;
+  /**
+   * Seconds between PINGs. Fractions allowed.
+   * @default {20}
+   */
+  heartbeat?: number;
+  /**
+   * Seconds without receiving any byte after which the connection is closed
+   * (and, unless turned off, made again).
+   * @default {30}
+   */
+  timeout?: number;
+  /**
+   * Largest payload accepted from the server, in bytes.
+   * @default {64 MiB}
+   */
+  maxFrameSize?: number;
+  /**
+   * Bytes accepted by `send` and not yet written — queued while disconnected
+   * or waiting for the socket — past which `send` throws `BufferFullError`.
+   * @default {8 MiB}
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Messages queued while disconnected past which `send` throws
+   * `BufferFullError`.
+   * @default {65536}
+   */
+  maxQueuedMessages?: number;
+  /**
+   * Reconnect after a connection is lost or cannot be made: `true` for
+   * {@linkcode reconnectDelay}, a function of the attempt number (1, 2, …)
+   * returning milliseconds, or `false` to stay disconnected.
+   * @default {true}
+   */
+  reconnect?: boolean | ((attempt: number) => number);
+  /**
+   * Default time limit of `request()`, in seconds (Infinity for none).
+   * @default {30}
+   */
+  requestTimeout?: number;
+  /**
+   * Seconds that `close()` gives buffered frames to go out.
+   * @default {1}
+   */
+  gracePeriod?: number;
+  /**
+   * Wire protocol: 3 (the 3.x layout) or 2 (legacy 2.x, for migration).
+   * @default {3}
+   */
+  protocol?: ProtocolVersion;
+  /** Socket implementation; the running runtime's by default. For tests. */
+  transport?: Transport;
+}
+
+/**
+ * Options of {@linkcode Client.request}.
+ *
+ * @example
+ * ```ts
+ * import type { RequestOptions } from "@qtk/tcp-framework";
+ * const options: RequestOptions = { timeout: 1000, signal: AbortSignal.timeout(5000) };
+ * ```
+ */
+export interface RequestOptions {
+  /**
+   * Milliseconds to wait for the reply.
+   * @default {the client's requestTimeout}
+   */
+  timeout?: number;
+  /** Aborts the wait; the request rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The client's events and their positional arguments, as passed to
+ * {@linkcode Client.on}.
+ *
+ * @example
+ * ```ts
+ * import type { ClientEvents } from "@qtk/tcp-framework";
+ * type DataArgs = ClientEvents["data"]; // [{ uuid, data }]
+ * ```
+ */
+export interface ClientEvents {
+  /** A connection is open (again). */
+  connected: [];
+  /** The open connection closed. */
+  closed: [];
+  /** Something failed: a connect attempt, the connection, a listener. */
+  exception: [error: unknown];
+  /** A message arrived that is not the reply to a pending `request()`. */
+  data: [message: Message];
+}
+
+/**
+ * `detail` of each client event when listened to with `addEventListener`.
+ *
+ * @example
+ * ```ts
+ * import { Client, type ClientEventDetails } from "@qtk/tcp-framework";
+ * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+ * client.addEventListener("exception", (event) => {
+ *   const { error }: ClientEventDetails["exception"] = event.detail;
+ *   console.log(error);
+ * });
+ * await client.close();
+ * ```
+ */
+export interface ClientEventDetails {
+  /** No detail. */
+  connected: null;
+  /** No detail. */
+  closed: null;
+  /** The error. */
+  exception: { error: unknown };
+  /** The message. */
+  data: Message;
+}
+
+interface PendingRequest extends Deadline {
+  uuid: string;
+  /** The connection the request was written on, if it has left the queue. */
+  sentOn: FramedConnection | undefined;
+  resolve(data: Uint8Array): void;
+  reject(error: unknown): void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * A `@qtk/tcp-framework` client. It connects as soon as it is made, as the
+ * Node.js package does. Extends `EventTarget`; also offers `on`/`once`/`off`
+ * with the Node.js package's positional listener arguments.
+ *
+ * @example
+ * ```ts
+ * import { Client, Server } from "@qtk/tcp-framework";
+ * await using server = new Server({ host: "127.0.0.1", port: 0 });
+ * server.on("data", (socket, message) => socket.send(message));
+ * await server.start();
+ * await using client = new Client({ host: "127.0.0.1", port: server.port });
+ * client.on("data", ({ uuid, data }) => console.log(uuid, data));
+ * client.send({ uuid: crypto.randomUUID(), data: new TextEncoder().encode("echo") });
+ * ```
+ */
+export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
+  /** The server's host, as configured. */
+  readonly host: string;
+  /** The server's port, as configured. */
+  readonly port: number;
+  readonly #heartbeatMs: number | undefined;
+  readonly #timeoutMs: number | undefined;
+  readonly #tickMs: number | undefined;
+  readonly #graceMs: number;
+  readonly #requestTimeoutMs: number;
+  readonly #maxQueuedMessages: number;
+  readonly #reconnect: ((attempt: number) => number) | undefined;
+  readonly #protocol: ProtocolVersion;
+  readonly #connectionOptions: {
+    protocol: ProtocolVersion;
+    maxFrameSize: number;
+    maxBufferedBytes: number;
+  };
+  readonly #transport: Transport;
+  readonly #pending = new Map<string, PendingRequest>();
+  readonly #deadlines = new DeadlineTimer();
+  #connection: FramedConnection | undefined;
+  #connecting: Promise<void> | undefined;
+  #queue: Frame[] = [];
+  #queuedBytes = 0;
+  #attempt = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #tickTimer: ReturnType<typeof setInterval> | undefined;
+  #lastPing = 0;
+  #closing: Promise<void> | undefined;
+  #drainWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+
+  /**
+   * Makes the client and starts connecting.
+   *
+   * @param options Where to connect and how to keep the connection alive.
+   * @throws {TypeError | RangeError} If an option is invalid; the message names it.
+   */
+  constructor(options: ClientOptions) {
+    super({
+      detail: clientDetail,
+      listenerFailed: (_type, _args, error) => this[emit]("exception", error),
+    });
+    checkObject("options", options);
+    this.host = checkHost("host", options.host ?? DEFAULT_HOST);
+    this.port = checkPort("port", options.port);
+    const heartbeat = checkSeconds(
+      "heartbeat",
+      options.heartbeat ?? DEFAULT_HEARTBEAT,
+    );
+    const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
+    this.#heartbeatMs = toMs(heartbeat);
+    this.#timeoutMs = toMs(timeout);
+    this.#tickMs = tickMs(heartbeat, timeout);
+    this.#graceMs = checkSeconds(
+      "gracePeriod",
+      options.gracePeriod ?? DEFAULT_GRACE_PERIOD,
+    ) * 1000;
+    this.#requestTimeoutMs = checkSeconds(
+      "requestTimeout",
+      options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT,
+    ) * 1000;
+    this.#maxQueuedMessages = checkCount(
+      "maxQueuedMessages",
+      options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED_MESSAGES,
+    );
+    const reconnect = options.reconnect ?? true;
+    if (typeof reconnect === "function") this.#reconnect = reconnect;
+    else if (reconnect === true) this.#reconnect = reconnectDelay;
+    else if (reconnect !== false) {
+      throw new TypeError(
+        `Invalid reconnect ${
+          quote(reconnect)
+        }: expected a boolean or a function`,
+      );
+    }
+    this.#protocol = checkProtocol("protocol", options.protocol ?? 3);
+    this.#connectionOptions = {
+      protocol: this.#protocol,
+      maxFrameSize: checkCount(
+        "maxFrameSize",
+        options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
+      ),
+      maxBufferedBytes: checkCount(
+        "maxBufferedBytes",
+        options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+      ),
+    };
+    this.#transport = options.transport ?? runtimeTransport();
+    this.#connect();
+  }
+
+  /**
+   * True while a connection is open.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * console.assert(!client.connected);
+   * await client.close();
+   * ```
+   */
+  get connected(): boolean {
+    return this.#connection !== undefined && !this.#connection.closed;
+  }
+
+  /**
+   * True once `close()` was called.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * await client.close();
+   * console.assert(client.closed);
+   * ```
+   */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /**
+   * Bytes accepted by `send` and not yet written: queued while disconnected,
+   * or waiting for the socket.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * console.assert(client.bufferedAmount === 0);
+   * await client.close();
+   * ```
+   */
+  get bufferedAmount(): number {
+    return this.#queuedBytes + (this.#connection?.bufferedAmount ?? 0);
+  }
+
+  /**
+   * Sends a message: at once when connected, otherwise queued until the next
+   * connection, in order.
+   *
+   * @param message A 36-character ASCII uuid and the payload.
+   * @throws {TypeError} If the uuid or data is invalid; nothing is written.
+   * @throws {ClosedError} If the client is closed.
+   * @throws {BufferFullError} If `maxBufferedBytes` or `maxQueuedMessages`
+   *   would be passed; nothing is queued.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * client.send({ uuid: crypto.randomUUID(), data: new Uint8Array([1, 2, 3]) });
+   * await client.close();
+   * ```
+   */
+  send(message: Message): void {
+    this.#send(toDataFrame(message, this.#protocol));
+  }
+
+  /**
+   * Sends `data` under a fresh uuid and resolves with the reply's payload. The
+   * reply is not also emitted as `data`.
+   *
+   * @param data The request payload.
+   * @param options Time limit (ms) and abort signal.
+   * @returns The payload of the reply.
+   * @throws {TypeError} If `data` is not a `Uint8Array`.
+   * @throws {TimeoutError} If no reply arrives in time.
+   * @throws {ClosedError} If the client closes, or the connection that carried
+   *   the request closes, before the reply.
+   * @throws {BufferFullError} If the request cannot be queued.
+   *
+   * @example
+   * ```ts
+   * import { Client, Server } from "@qtk/tcp-framework";
+   * await using server = new Server({ host: "127.0.0.1", port: 0 });
+   * server.on("data", (socket, message) => socket.send(message));
+   * await server.start();
+   * await using client = new Client({ host: "127.0.0.1", port: server.port });
+   * const reply = await client.request(new Uint8Array([42]), { timeout: 1000 });
+   * console.assert(reply[0] === 42);
+   * ```
+   */
+  request(data: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
+    if (!(data instanceof Uint8Array)) {
+      return Promise.reject(
+        new TypeError(`Invalid data ${quote(data)}: expected a Uint8Array`),
+      );
+    }
+    const timeout = options.timeout ?? this.#requestTimeoutMs;
+    if (typeof timeout !== "number" || !(timeout >= 0)) {
+      return Promise.reject(
+        new RangeError(
+          `Invalid timeout ${quote(timeout)}: expected milliseconds >= 0`,
+        ),
+      );
+    }
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const uuid = this.#protocol === 3
+      ? crypto.randomUUID()
+      : crypto.randomUUID().replaceAll("-", "");
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const request: PendingRequest = {
+        uuid,
+        sentOn: undefined,
+        deadline: performance.now() + timeout,
+        heapIndex: -1,
+        signal,
+        onAbort: undefined,
+        resolve: (reply) => {
+          this.#forget(request);
+          resolve(reply);
+        },
+        reject: (error) => {
+          this.#forget(request);
+          reject(error);
+        },
+        expire: () =>
+          request.reject(
+            new TimeoutError(`No reply within ${timeout} ms`, timeout),
+          ),
+      };
+      try {
+        this.#send({ sign: SIGN_DATA, uuid, payload: data });
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      this.#pending.set(uuid, request);
+      request.sentOn = this.#connection;
+      if (Number.isFinite(timeout)) this.#deadlines.add(request);
+      if (signal) {
+        request.onAbort = () => request.reject(signal.reason);
+        signal.addEventListener("abort", request.onAbort, { once: true });
+      }
+    });
+  }
+
+  /**
+   * Resolves once every byte sent so far has been written, including what was
+   * queued while disconnected; use it to wait after a `BufferFullError`.
+   *
+   * @returns Resolves when nothing is buffered.
+   * @throws {ClosedError} If the client closes first.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * await client.drained();
+   * await client.close();
+   * ```
+   */
+  drained(): Promise<void> {
+    if (this.#closing) {
+      return Promise.reject(new ClosedError("Client is closed"));
+    }
+    if (this.#queue.length === 0) {
+      return this.#connection?.drained() ?? Promise.resolve();
+    }
+    return new Promise((resolve, reject) =>
+      this.#drainWaiters.push({ resolve, reject })
+    );
+  }
+
+  /**
+   * Closes the client for good: no more reconnects, pending requests reject
+   * with `ClosedError`, queued messages are dropped, and what is buffered on an
+   * open connection gets the grace period to go out. Leaves no timer or socket
+   * behind. Calling it again returns the same promise.
+   *
+   * @returns Resolves once the connection is closed.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * await client.close();
+   * ```
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  /**
+   * Closes the client (`await using` support).
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * await using client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #close(): Promise<void> {
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#deadlines.clear();
+    const closed = new ClosedError("Client is closed");
+    for (const request of Array.from(this.#pending.values())) {
+      request.reject(closed);
+    }
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(closed);
+    await this.#connecting;
+    await this.#connection?.close(this.#graceMs);
+  }
+
+  #send(frame: Frame): void {
+    if (this.#closing) {
+      throw new ClosedError("Cannot send: the client is closed");
+    }
+    const connection = this.#connection;
+    if (connection && !connection.closed) {
+      connection.send(frame);
+      return;
+    }
+    const size = frame.payload.length +
+      (this.#protocol === 3 ? 45 : 37);
+    const limit = this.#connectionOptions.maxBufferedBytes;
+    if (this.#queuedBytes > 0 && this.#queuedBytes + size > limit) {
+      throw new BufferFullError(this.#queuedBytes, limit, size);
+    }
+    if (this.#queue.length >= this.#maxQueuedMessages) {
+      throw new BufferFullError(
+        this.#queue.length,
+        this.#maxQueuedMessages,
+        size,
+        "messages",
+      );
+    }
+    this.#queue.push(frame);
+    this.#queuedBytes += size;
+  }
+
+  #forget(request: PendingRequest): void {
+    this.#pending.delete(request.uuid);
+    this.#deadlines.remove(request);
+    if (request.onAbort) {
+      request.signal!.removeEventListener("abort", request.onAbort);
+    }
+  }
+
+  #connect(): void {
+    this.#reconnectTimer = undefined;
+    let connection: FramedConnection | undefined;
+    this.#connecting = this.#transport.connect(
+      { hostname: this.host, port: this.port },
+      (transport) =>
+        connection = new FramedConnection(
+          transport,
+          this.#connectionOptions,
+          {
+            frame: (frame) => this.#receive(frame),
+            protocolError: (error) => this[emit]("exception", error),
+            closed: (error) => this.#lost(connection!, error),
+          },
+        ),
+    ).then(
+      () => this.#opened(connection!),
+      (error) => {
+        if (this.#closing) return;
+        this[emit]("exception", error);
+        this.#scheduleReconnect();
+      },
+    ).finally(() => this.#connecting = undefined);
+  }
+
+  #opened(connection: FramedConnection): void {
+    if (this.#closing || connection.closed) {
+      connection.close();
+      if (!this.#closing) this.#scheduleReconnect();
+      return;
+    }
+    this.#connection = connection;
+    this.#attempt = 0;
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const frame of queue) {
+      connection.send(frame);
+      const request = this.#pending.get(frame.uuid);
+      if (request) request.sentOn = connection;
+    }
+    if (this.#drainWaiters.length > 0) {
+      const waiters = this.#drainWaiters.splice(0);
+      connection.drained().then(
+        () => waiters.forEach((waiter) => waiter.resolve()),
+        (error) => waiters.forEach((waiter) => waiter.reject(error)),
+      );
+    }
+    this.#lastPing = performance.now();
+    if (this.#tickMs !== undefined) {
+      this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
+    }
+    this[emit]("connected");
+  }
+
+  #lost(connection: FramedConnection, error: unknown): void {
+    if (this.#connection !== connection) return;
+    this.#connection = undefined;
+    clearInterval(this.#tickTimer);
+    this.#tickTimer = undefined;
+    for (const request of Array.from(this.#pending.values())) {
+      if (request.sentOn === connection) {
+        request.reject(
+          new ClosedError("Connection closed before the reply arrived", {
+            cause: error,
+          }),
+        );
+      }
+    }
+    if (error !== undefined) this[emit]("exception", error);
+    this[emit]("closed");
+    if (!this.#closing) this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (!this.#reconnect || this.#closing || this.#reconnectTimer) return;
+    this.#attempt++;
+    const delay = this.#reconnect(this.#attempt);
+    this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #receive(frame: Frame): void {
+    // The client never answers a PING: if both sides echoed, one PING
+    // would bounce forever.
+    if (frame.sign !== SIGN_DATA) return;
+    const request = this.#pending.get(frame.uuid);
+    if (request) {
+      request.resolve(frame.payload);
+      return;
+    }
+    this[emit]("data", { uuid: frame.uuid, data: frame.payload });
+  }
+
+  #tick(): void {
+    const connection = this.#connection;
+    if (!connection || connection.closed) return;
+    const now = performance.now();
+    if (now - connection.lastReceived >= (this.#timeoutMs ?? Infinity)) {
+      this[emit](
+        "exception",
+        new TimeoutError(
+          `Connection silent for over ${this.#timeoutMs} ms`,
+          this.#timeoutMs!,
+        ),
+      );
+      connection.close();
+      return;
+    }
+    if (now - this.#lastPing >= (this.#heartbeatMs ?? Infinity)) {
+      this.#lastPing = now;
+      try {
+        connection.send({
+          sign: SIGN_PING,
+          uuid: this.#protocol === 3
+            ? crypto.randomUUID()
+            : crypto.randomUUID().replaceAll("-", ""),
+          payload: new Uint8Array(0),
+        });
+      } catch { /* a full buffer: the connection is busy, not idle */ }
+    }
+  }
+}
+
+function clientDetail(type: keyof ClientEvents, args: unknown[]): unknown {
+  switch (type) {
+    case "exception":
+      return { error: args[0] };
+    case "data":
+      return args[0];
+    default:
+      return null;
+  }
+}

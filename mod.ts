@@ -1,0 +1,71 @@
+/**
+ * `@qtk/tcp-framework`: an asynchronous TCP request framework for Deno and
+ * Bun, speaking the wire protocol of the Node.js `@qtk/tcp-framework` 3.x
+ * package byte for byte, so services on any of the three runtimes can be mixed.
+ *
+ * A {@linkcode Client} sends requests `{uuid, data}`; a {@linkcode Server}
+ * receives them as `data` events and answers with `send(socket, {uuid, data})`.
+ * Connections are kept alive with heartbeats, silent ones are dropped, and the
+ * client reconnects and queues what is sent while disconnected. The framework
+ * never looks inside payloads.
+ *
+ * @example
+ * ```ts
+ * import { Client, Server } from "@qtk/tcp-framework";
+ *
+ * await using server = new Server({ host: "127.0.0.1", port: 0 });
+ * server.on("data", (socket, { uuid, data }) => server.send(socket, { uuid, data }));
+ * await server.start();
+ *
+ * await using client = new Client({ host: "127.0.0.1", port: server.port });
+ * const reply = await client.request(new TextEncoder().encode("echo"), { timeout: 1000 });
+ * console.log(new TextDecoder().decode(reply)); // "echo"
+ * ```
+ *
+ * @module
+ */
+
+export {
+  Client,
+  type ClientEventDetails,
+  type ClientEvents,
+  type ClientOptions,
+  DEFAULT_MAX_QUEUED_MESSAGES,
+  DEFAULT_REQUEST_TIMEOUT,
+  reconnectDelay,
+  type RequestOptions,
+} from "./client.ts";
+export {
+  DEFAULT_GRACE_PERIOD,
+  DEFAULT_HEARTBEAT,
+  DEFAULT_HOST,
+  DEFAULT_MAX_BUFFERED_BYTES,
+  DEFAULT_TIMEOUT,
+  Server,
+  type ServerEventDetails,
+  type ServerEvents,
+  type ServerOptions,
+  type ServerSocket,
+} from "./server.ts";
+export type { Message } from "./_message.ts";
+export type { Listener } from "./_events.ts";
+export {
+  decodeFrame,
+  DEFAULT_MAX_FRAME_SIZE,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameDecoderStream,
+  FrameEncoderStream,
+  type ProtocolVersion,
+  type Sign,
+  SIGN_DATA,
+  SIGN_PING,
+} from "./codec.ts";
+export {
+  BufferFullError,
+  ClosedError,
+  FrameTooLargeError,
+  ProtocolError,
+  TimeoutError,
+} from "./errors.ts";

@@ -1,0 +1,593 @@
+/**
+ * The request server: accepts connections, emits each request as `data`, and
+ * keeps connections alive (echoing PINGs, pinging quiet peers, dropping
+ * silent ones) with one timer for all of them.
+ *
+ * @example
+ * ```ts
+ * import { Server } from "@qtk/tcp-framework/server";
+ * const server = new Server({ host: "127.0.0.1", port: 0 });
+ * server.on("data", (socket, { uuid, data }) => server.send(socket, { uuid, data }));
+ * await server.start();
+ * console.log(`listening on ${server.port}`);
+ * await server.stop();
+ * ```
+ *
+ * @module
+ */
+
+import {
+  DEFAULT_MAX_FRAME_SIZE,
+  type Frame,
+  type ProtocolVersion,
+  SIGN_PING,
+} from "./codec.ts";
+import { FramedConnection } from "./_connection.ts";
+import { emit, TypedEventTarget } from "./_events.ts";
+import { type Message, toDataFrame } from "./_message.ts";
+import {
+  checkCount,
+  checkHost,
+  checkObject,
+  checkPort,
+  checkProtocol,
+  checkSeconds,
+  tickMs,
+  toMs,
+} from "./_options.ts";
+import { ClosedError, TimeoutError } from "./errors.ts";
+import {
+  type NetAddress,
+  runtimeTransport,
+  type Transport,
+  type TransportConnection,
+  type TransportListener,
+} from "./transport.ts";
+
+/**
+ * Default host a server listens on.
+ * @example `new Server({ port: 0 }).host === DEFAULT_HOST`
+ */
+export const DEFAULT_HOST = "localhost";
+/**
+ * Default heartbeat period in seconds.
+ * @example `DEFAULT_HEARTBEAT === 20`
+ */
+export const DEFAULT_HEARTBEAT = 20;
+/**
+ * Default silence, in seconds, after which a connection is closed.
+ * @example `DEFAULT_TIMEOUT === 30`
+ */
+export const DEFAULT_TIMEOUT = 30;
+/**
+ * Default limit, per connection, on bytes accepted by `send` but not yet
+ * written (8 MiB).
+ * @example `DEFAULT_MAX_BUFFERED_BYTES === 8 * 1024 * 1024`
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/**
+ * Default time, in seconds, that `stop()` and `close()` give buffered frames
+ * to go out before the connection is cut.
+ * @example `DEFAULT_GRACE_PERIOD === 1`
+ */
+export const DEFAULT_GRACE_PERIOD = 1;
+
+/**
+ * Options of {@linkcode Server}.
+ *
+ * @example
+ * ```ts
+ * import type { ServerOptions } from "@qtk/tcp-framework";
+ * const options: ServerOptions = { host: "0.0.0.0", port: 8080, timeout: 60 };
+ * ```
+ */
+export interface ServerOptions {
+  /**
+   * Host name or IP address to listen on.
+   * @default {"localhost"}
+   */
+  host?: string;
+  /** TCP port to listen on; 0 picks a free one (read it back from `port`). */
+  port: number;
+  /**
+   * Seconds without sending anything after which a connection gets a PING,
+   * so even peers that never ping see traffic. Fractions allowed.
+   * @default {20}
+   */
+  heartbeat?: number;
+  /**
+   * Seconds without receiving any byte after which a connection is closed.
+   * @default {30}
+   */
+  timeout?: number;
+  /**
+   * Largest payload accepted from a peer, in bytes; a larger one closes that
+   * connection with a `FrameTooLargeError`.
+   * @default {64 MiB}
+   */
+  maxFrameSize?: number;
+  /**
+   * Per connection, bytes accepted by `send` but not yet taken by the
+   * runtime; past it `send` throws `BufferFullError`.
+   * @default {8 MiB}
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Connections served at once; one more is closed as soon as it opens.
+   * @default {Infinity}
+   */
+  maxConnections?: number;
+  /**
+   * Seconds that `stop()` gives each connection's buffered frames to go out.
+   * @default {1}
+   */
+  gracePeriod?: number;
+  /**
+   * Wire protocol: 3 (the 3.x layout) or 2 (legacy 2.x, for migration).
+   * @default {3}
+   */
+  protocol?: ProtocolVersion;
+  /** Socket implementation; the running runtime's by default. For tests. */
+  transport?: Transport;
+}
+
+/**
+ * One client connection, as the server's events hand it over.
+ *
+ * @example
+ * ```ts
+ * import type { ServerSocket } from "@qtk/tcp-framework";
+ * function reply(socket: ServerSocket, uuid: string) {
+ *   socket.send({ uuid, data: new TextEncoder().encode("ok") });
+ * }
+ * ```
+ */
+export interface ServerSocket {
+  /** The client's address. */
+  readonly remoteAddr: NetAddress;
+  /** Bytes accepted by `send` and not yet taken by the runtime. */
+  readonly bufferedAmount: number;
+  /** True once the connection is closing or closed. */
+  readonly closed: boolean;
+  /**
+   * Sends a message. Frames sent in the same turn go out in one write.
+   * @throws {TypeError} If the uuid or data is invalid; nothing is written.
+   * @throws {ClosedError} If the connection is closed.
+   * @throws {BufferFullError} If `maxBufferedBytes` would be passed.
+   */
+  send(message: Message): void;
+  /** Resolves once everything sent so far has been taken by the runtime. */
+  drained(): Promise<void>;
+  /** Closes the connection after buffered frames go out (within the grace period). */
+  close(): Promise<void>;
+}
+
+/**
+ * The server's events and their positional arguments, as passed to
+ * {@linkcode Server.on}. With `addEventListener`, each is a `CustomEvent`
+ * whose `detail` names the same values.
+ *
+ * @example
+ * ```ts
+ * import type { ServerEvents } from "@qtk/tcp-framework";
+ * type DataArgs = ServerEvents["data"]; // [socket, { uuid, data }]
+ * ```
+ */
+export interface ServerEvents {
+  /** Listening. */
+  started: [];
+  /** Stopped: the listener and every connection are closed. */
+  stopped: [];
+  /** A client connected. */
+  connected: [socket: ServerSocket];
+  /** A client's connection closed. */
+  closed: [socket: ServerSocket];
+  /** Something failed; `socket` is the connection concerned, if any. */
+  exception: [socket: ServerSocket | undefined, error: unknown];
+  /** A request arrived. */
+  data: [socket: ServerSocket, message: Message];
+}
+
+/**
+ * `detail` of each server event when listened to with `addEventListener`.
+ *
+ * @example
+ * ```ts
+ * import { Server, type ServerEventDetails } from "@qtk/tcp-framework";
+ * const server = new Server({ port: 0 });
+ * server.addEventListener("data", (event) => {
+ *   const { socket, uuid, data }: ServerEventDetails["data"] = event.detail;
+ *   socket.send({ uuid, data });
+ * });
+ * ```
+ */
+export interface ServerEventDetails {
+  /** No detail. */
+  started: null;
+  /** No detail. */
+  stopped: null;
+  /** The new connection. */
+  connected: { socket: ServerSocket };
+  /** The closed connection. */
+  closed: { socket: ServerSocket };
+  /** The connection concerned (if any) and the error. */
+  exception: { socket: ServerSocket | undefined; error: unknown };
+  /** The connection and the request. */
+  data: { socket: ServerSocket; uuid: string; data: Uint8Array };
+}
+
+class Connection implements ServerSocket {
+  readonly framed: FramedConnection;
+  /** Whether `connected` was emitted, so `closed` is only emitted after it. */
+  announced = false;
+  readonly #protocol: ProtocolVersion;
+  readonly #graceMs: number;
+
+  constructor(
+    transport: TransportConnection,
+    options: ConstructorParameters<typeof FramedConnection>[1],
+    graceMs: number,
+    events: ConstructorParameters<typeof FramedConnection>[2],
+  ) {
+    this.framed = new FramedConnection(transport, options, events);
+    this.#protocol = options.protocol;
+    this.#graceMs = graceMs;
+  }
+
+  get remoteAddr(): NetAddress {
+    return this.framed.remoteAddr;
+  }
+
+  get bufferedAmount(): number {
+    return this.framed.bufferedAmount;
+  }
+
+  get closed(): boolean {
+    return this.framed.closed;
+  }
+
+  send(message: Message): void {
+    const frame = toDataFrame(message, this.#protocol);
+    if (this.framed.closed) {
+      throw new ClosedError("Cannot send: the connection is closed");
+    }
+    this.framed.send(frame);
+  }
+
+  drained(): Promise<void> {
+    return this.framed.drained();
+  }
+
+  close(): Promise<void> {
+    return this.framed.close(this.#graceMs);
+  }
+}
+
+/**
+ * A `@qtk/tcp-framework` server. Extends `EventTarget`; also offers
+ * `on`/`once`/`off` with the Node.js package's positional listener arguments.
+ * A listener that throws is reported as `exception` and the server goes on.
+ *
+ * @example
+ * ```ts
+ * import { Server } from "@qtk/tcp-framework";
+ * await using server = new Server({ host: "127.0.0.1", port: 0, timeout: 60 });
+ * server.on("data", (socket, { uuid, data }) => server.send(socket, { uuid, data }));
+ * server.on("exception", (socket, error) => console.error(socket?.remoteAddr, error));
+ * await server.start();
+ * ```
+ */
+export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
+  /** The host the server listens on, as configured. */
+  readonly host: string;
+  readonly #port: number;
+  readonly #heartbeatMs: number | undefined;
+  readonly #timeoutMs: number | undefined;
+  readonly #tickMs: number | undefined;
+  readonly #graceMs: number;
+  readonly #maxConnections: number;
+  readonly #connectionOptions: {
+    protocol: ProtocolVersion;
+    maxFrameSize: number;
+    maxBufferedBytes: number;
+  };
+  readonly #transport: Transport;
+  readonly #connections = new Set<Connection>();
+  #listener: TransportListener | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  /**
+   * @param options Where to listen and how to keep connections alive.
+   * @throws {TypeError | RangeError} If an option is invalid; the message names it.
+   */
+  constructor(options: ServerOptions) {
+    super({
+      detail: serverDetail,
+      listenerFailed: (_type, args, error) => {
+        const socket = args[0] instanceof Connection ? args[0] : undefined;
+        this[emit]("exception", socket, error);
+      },
+    });
+    checkObject("options", options);
+    this.host = checkHost("host", options.host ?? DEFAULT_HOST);
+    this.#port = checkPort("port", options.port);
+    const heartbeat = checkSeconds(
+      "heartbeat",
+      options.heartbeat ?? DEFAULT_HEARTBEAT,
+    );
+    const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
+    this.#heartbeatMs = toMs(heartbeat);
+    this.#timeoutMs = toMs(timeout);
+    this.#tickMs = tickMs(heartbeat, timeout);
+    this.#graceMs = checkSeconds(
+      "gracePeriod",
+      options.gracePeriod ?? DEFAULT_GRACE_PERIOD,
+    ) * 1000;
+    this.#maxConnections = checkCount(
+      "maxConnections",
+      options.maxConnections ?? Infinity,
+      true,
+    );
+    this.#connectionOptions = {
+      protocol: checkProtocol("protocol", options.protocol ?? 3),
+      maxFrameSize: checkCount(
+        "maxFrameSize",
+        options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
+      ),
+      maxBufferedBytes: checkCount(
+        "maxBufferedBytes",
+        options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+      ),
+    };
+    this.#transport = options.transport ?? runtimeTransport();
+  }
+
+  /**
+   * The port the server listens on: the real one once started (useful with
+   * port 0), the configured one before.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * await using server = new Server({ host: "127.0.0.1", port: 0 });
+   * await server.start();
+   * console.assert(server.port > 0);
+   * ```
+   */
+  get port(): number {
+    return this.#listener?.addr.port ?? this.#port;
+  }
+
+  /**
+   * True between `start()` and `stop()`.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * console.assert(!new Server({ port: 0 }).listening);
+   * ```
+   */
+  get listening(): boolean {
+    return this.#listener !== undefined && this.#stopping === undefined;
+  }
+
+  /**
+   * The open connections.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * console.assert(new Server({ port: 0 }).connections.size === 0);
+   * ```
+   */
+  get connections(): ReadonlySet<ServerSocket> {
+    return this.#connections;
+  }
+
+  /**
+   * Starts listening, then emits `started`.
+   *
+   * @returns Resolves once listening.
+   * @throws {Error} If the server is already started, or the address cannot
+   *   be bound (for example, the port is taken); the cause is the runtime's error.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * await using server = new Server({ host: "127.0.0.1", port: 0 });
+   * await server.start();
+   * ```
+   */
+  start(): Promise<void> {
+    if (this.#listener) {
+      return Promise.reject(new Error("Server is already started"));
+    }
+    try {
+      this.#listener = this.#transport.listen(
+        { hostname: this.host, port: this.#port },
+        (transport) => this.#accept(transport),
+      );
+    } catch (error) {
+      return Promise.reject(
+        new Error(
+          `Cannot listen on ${this.host}:${this.#port}: ${
+            (error as Error)?.message ?? error
+          }`,
+          { cause: error },
+        ),
+      );
+    }
+    this.#stopping = undefined;
+    if (this.#tickMs !== undefined) {
+      this.#timer = setInterval(() => this.#tick(), this.#tickMs);
+    }
+    this[emit]("started");
+    return Promise.resolve();
+  }
+
+  /**
+   * Stops listening and closes every connection, giving each the grace period
+   * to finish writing, then emits `stopped`. Never exits the process.
+   * Calling it again returns the same promise; on a server that is not
+   * started it resolves at once.
+   *
+   * @returns Resolves once everything is closed.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * const server = new Server({ host: "127.0.0.1", port: 0 });
+   * await server.start();
+   * await server.stop();
+   * ```
+   */
+  stop(): Promise<void> {
+    if (!this.#listener) return Promise.resolve();
+    this.#stopping ??= this.#stop(this.#listener);
+    return this.#stopping;
+  }
+
+  /**
+   * Sends a message on a connection: the Node.js package's
+   * `server.send(socket, {uuid, data})`, same as `socket.send(message)`.
+   *
+   * @param socket The connection, from a `connected` or `data` event.
+   * @param message The uuid (usually the request's) and the payload.
+   * @throws {TypeError} If the uuid or data is invalid; nothing is written.
+   * @throws {ClosedError} If the connection is closed.
+   * @throws {BufferFullError} If the connection's buffer limit would be passed.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * const server = new Server({ port: 0 });
+   * server.on("data", (socket, { uuid, data }) => server.send(socket, { uuid, data }));
+   * ```
+   */
+  send(socket: ServerSocket, message: Message): void {
+    if (!(socket instanceof Connection)) {
+      throw new TypeError("Invalid socket: expected a socket of this server");
+    }
+    socket.send(message);
+  }
+
+  /**
+   * Stops the server (`await using` support).
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * await using server = new Server({ host: "127.0.0.1", port: 0 });
+   * await server.start();
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  async #stop(listener: TransportListener): Promise<void> {
+    await listener.close();
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await Promise.all(
+      Array.from(this.#connections, (connection) => connection.close()),
+    );
+    this.#listener = undefined;
+    this[emit]("stopped");
+  }
+
+  #accept(transport: TransportConnection): FramedConnection {
+    const connection: Connection = new Connection(
+      transport,
+      this.#connectionOptions,
+      this.#graceMs,
+      {
+        frame: (frame) => this.#receive(connection, frame),
+        protocolError: (error) => this[emit]("exception", connection, error),
+        closed: (error) => {
+          this.#connections.delete(connection);
+          if (!connection.announced) return;
+          if (error !== undefined) this[emit]("exception", connection, error);
+          this[emit]("closed", connection);
+        },
+      },
+    );
+    this.#connections.add(connection);
+    if (this.#stopping) {
+      connection.framed.close();
+    } else if (this.#connections.size > this.#maxConnections) {
+      connection.framed.close();
+      this[emit](
+        "exception",
+        connection,
+        new RangeError(
+          `Connection refused: maxConnections of ${this.#maxConnections} reached`,
+        ),
+      );
+    } else {
+      // After the transport has its handler, so a listener may close at once.
+      queueMicrotask(() => {
+        if (connection.closed) return;
+        connection.announced = true;
+        this[emit]("connected", connection);
+      });
+    }
+    return connection.framed;
+  }
+
+  #receive(connection: Connection, frame: Frame): void {
+    if (frame.sign === SIGN_PING) {
+      try {
+        connection.framed.send(frame);
+      } catch { /* a full buffer says more than a lost echo would */ }
+      return;
+    }
+    this[emit]("data", connection, { uuid: frame.uuid, data: frame.payload });
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    const timeoutMs = this.#timeoutMs ?? Infinity;
+    const heartbeatMs = this.#heartbeatMs ?? Infinity;
+    for (const connection of this.#connections) {
+      const framed = connection.framed;
+      if (framed.closed) continue;
+      if (now - framed.lastReceived >= timeoutMs) {
+        this[emit](
+          "exception",
+          connection,
+          new TimeoutError(
+            `Connection silent for over ${timeoutMs} ms`,
+            timeoutMs,
+          ),
+        );
+        framed.close();
+      } else if (now - framed.lastSent >= heartbeatMs) {
+        try {
+          framed.send({
+            sign: SIGN_PING,
+            uuid: crypto.randomUUID(),
+            payload: new Uint8Array(0),
+          });
+        } catch { /* full buffer: traffic is flowing anyway */ }
+      }
+    }
+  }
+}
+
+function serverDetail(type: keyof ServerEvents, args: unknown[]): unknown {
+  switch (type) {
+    case "connected":
+    case "closed":
+      return { socket: args[0] };
+    case "exception":
+      return { socket: args[0], error: args[1] };
+    case "data": {
+      const message = args[1] as Message;
+      return { socket: args[0], uuid: message.uuid, data: message.data };
+    }
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,95 @@
+// Shared test helpers: waiting for events with a bound, and a raw socket that
+// speaks bytes, not frames, for playing a misbehaving peer.
+
+import { runtimeTransport, type TransportConnection } from "../transport.ts";
+
+export const HOST = "127.0.0.1";
+export const encoder = new TextEncoder();
+export const decoder = new TextDecoder();
+
+interface OnceTarget {
+  // deno-lint-ignore no-explicit-any
+  once(type: any, listener: (...args: any[]) => unknown): unknown;
+  // deno-lint-ignore no-explicit-any
+  off(type: any, listener: (...args: any[]) => unknown): unknown;
+}
+
+/** Resolves with the arguments of the next `type` event, or rejects after `ms`. */
+export function next<T extends unknown[] = unknown[]>(
+  target: OnceTarget,
+  type: string,
+  ms = 5000,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const listener = (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args as T);
+    };
+    const timer = setTimeout(() => {
+      target.off(type, listener);
+      reject(new Error(`No "${type}" event within ${ms} ms`));
+    }, ms);
+    target.once(type, listener);
+  });
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `condition` every 5 ms until true, or rejects after `ms`. */
+export async function until(
+  condition: () => boolean,
+  ms = 5000,
+  what = "condition",
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) {
+      throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    }
+    await sleep(5);
+  }
+}
+
+/** A plain TCP connection that records what it receives. */
+export class RawSocket {
+  received: Uint8Array[] = [];
+  ended: Promise<unknown>;
+  #connection!: TransportConnection;
+  #end!: (error: unknown) => void;
+  isEnded = false;
+
+  private constructor() {
+    this.ended = new Promise((resolve) => this.#end = resolve);
+  }
+
+  static async connect(port: number): Promise<RawSocket> {
+    const socket = new RawSocket();
+    socket.#connection = await runtimeTransport().connect(
+      { hostname: HOST, port },
+      () => ({
+        received: (chunk) => socket.received.push(chunk),
+        ended: (error) => {
+          socket.isEnded = true;
+          socket.#end(error);
+        },
+      }),
+    );
+    return socket;
+  }
+
+  get receivedBytes(): number {
+    return this.received.reduce((sum, chunk) => sum + chunk.length, 0);
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.#connection.write(bytes);
+  }
+
+  async close(): Promise<void> {
+    this.#connection.close();
+    await this.ended;
+  }
+}
