@@ -7,7 +7,15 @@
 // whose promise rejects) is reported through `exception`, never to the
 // runtime, which would end the process.
 
-/** A listener called with an event's positional arguments. */
+/**
+ * A listener called with an event's positional arguments.
+ *
+ * @example
+ * ```ts
+ * import type { Listener, Message, ServerSocket } from "@qtk/tcp-framework";
+ * const echo: Listener<[ServerSocket, Message]> = (socket, message) => socket.send(message);
+ * ```
+ */
 // deno-lint-ignore no-explicit-any
 export type Listener<Args extends any[]> = (...args: Args) => unknown;
 
@@ -19,7 +27,18 @@ interface Entry {
   once: boolean;
 }
 
-/** How a subclass shapes its events. */
+/**
+ * How a {@linkcode TypedEventTarget} subclass shapes its events.
+ *
+ * @example
+ * ```ts
+ * import type { EventShape } from "@qtk/tcp-framework";
+ * const shape: EventShape<{ tick: [count: number] }> = {
+ *   detail: (_type, args) => ({ count: args[0] }),
+ *   listenerFailed: (_type, _args, error) => console.error(error),
+ * };
+ * ```
+ */
 export interface EventShape<Args> {
   /** The CustomEvent detail for an event's arguments. */
   detail(type: keyof Args & string, args: unknown[]): unknown;
@@ -31,11 +50,33 @@ export interface EventShape<Args> {
   ): void;
 }
 
-/** A listener for `addEventListener`, typed by the event's detail. */
+/**
+ * A listener for `addEventListener`, typed by the event's detail.
+ *
+ * @example
+ * ```ts
+ * import type { DetailListener } from "@qtk/tcp-framework";
+ * const log: DetailListener<{ error: unknown }> = (event) => console.error(event.detail.error);
+ * ```
+ */
 export type DetailListener<Detail> =
   | ((event: CustomEvent<Detail>) => unknown)
   | { handleEvent(event: CustomEvent<Detail>): unknown };
 
+/**
+ * An `EventTarget` whose events are typed: `addEventListener` listeners get a
+ * `CustomEvent` whose `detail` names the event's values, and `on`/`once`/`off`
+ * listeners get the same values as positional arguments, as with the Node.js
+ * package's `EventEmitter`. {@linkcode Server} and {@linkcode Client} extend it.
+ *
+ * @example
+ * ```ts
+ * import { Server } from "@qtk/tcp-framework";
+ * const server = new Server({ port: 0 });
+ * server.on("connected", (socket) => console.log(socket.remoteAddr));
+ * server.addEventListener("connected", (event) => console.log(event.detail.socket));
+ * ```
+ */
 export class TypedEventTarget<
   // deno-lint-ignore no-explicit-any
   Args extends { [K in keyof Args]: any[] },
@@ -49,6 +90,12 @@ export class TypedEventTarget<
   /** Arguments of the event being dispatched, for reporting listener errors. */
   #dispatching: unknown[] | undefined;
 
+  /**
+   * Creates the target.
+   *
+   * @param shape How event arguments become details, and where listener
+   *   failures go.
+   */
   constructor(shape: EventShape<Args>) {
     super();
     this.#shape = shape;
@@ -63,6 +110,7 @@ export class TypedEventTarget<
     listener: DetailListener<Details[K]> | null,
     options?: boolean | AddEventListenerOptions,
   ): void;
+  /** Adds a listener for an event of any name, as on any `EventTarget`. */
   override addEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
@@ -96,6 +144,7 @@ export class TypedEventTarget<
     listener: DetailListener<Details[K]> | null,
     options?: boolean | EventListenerOptions,
   ): void;
+  /** Removes a listener for an event of any name. */
   override removeEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
@@ -159,7 +208,13 @@ export class TypedEventTarget<
     return this;
   }
 
-  /** Calls the listeners of `type` with `args`. */
+  /**
+   * Calls the listeners of `type` with `args`. Internal: keyed by a symbol
+   * that is not exported from the package.
+   *
+   * @param type The event name.
+   * @param args The event's positional arguments.
+   */
   [emit]<K extends keyof Args & string>(type: K, ...args: Args[K]): void {
     const entries = this.#positional.get(type);
     if (entries !== undefined && entries.length > 0) {

@@ -348,6 +348,8 @@ export class FrameDecoder {
   #error: ProtocolError | undefined;
 
   /**
+   * Creates the instance.
+   *
    * @param options Maximum frame size and protocol version.
    * @throws {RangeError} If `maxFrameSize` is not a non-negative integer.
    */
@@ -590,6 +592,8 @@ export function decodeFrame(
  */
 export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
   /**
+   * Creates the instance.
+   *
    * @param options Maximum frame size and protocol version.
    * @throws {RangeError} On an invalid option.
    */
@@ -639,6 +643,8 @@ export interface EncoderOptions {
  */
 export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
   /**
+   * Creates the instance.
+   *
    * @param options The protocol version.
    */
   constructor(options: EncoderOptions = {}) {

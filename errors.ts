@@ -25,6 +25,8 @@ export class ProtocolError extends Error {
   readonly offset: number;
 
   /**
+   * Creates the instance.
+   *
    * @param message What was wrong, with the offending value quoted.
    * @param offset Offset of the offending frame in the stream.
    * @param options Standard error options (`cause`).
@@ -54,6 +56,8 @@ export class FrameTooLargeError extends ProtocolError {
   readonly maxFrameSize: number;
 
   /**
+   * Creates the instance.
+   *
    * @param length The claimed payload length.
    * @param maxFrameSize The receiver's limit.
    * @param offset Offset of the frame in the stream.
@@ -82,6 +86,8 @@ export class FrameTooLargeError extends ProtocolError {
  */
 export class ClosedError extends Error {
   /**
+   * Creates the instance.
+   *
    * @param message What was closed.
    * @param options Standard error options (`cause`).
    */
@@ -107,6 +113,8 @@ export class TimeoutError extends Error {
   readonly timeout: number;
 
   /**
+   * Creates the instance.
+   *
    * @param message What timed out.
    * @param timeout The limit in milliseconds.
    */
@@ -138,6 +146,8 @@ export class BufferFullError extends Error {
   readonly frameSize: number;
 
   /**
+   * Creates the instance.
+   *
    * @param buffered Bytes (or messages) already waiting.
    * @param limit The limit.
    * @param frameSize Size of the refused frame in bytes.

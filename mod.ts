@@ -48,7 +48,12 @@ export {
   type ServerSocket,
 } from "./server.ts";
 export type { Message } from "./_message.ts";
-export type { Listener } from "./_events.ts";
+export {
+  type DetailListener,
+  type EventShape,
+  type Listener,
+  TypedEventTarget,
+} from "./_events.ts";
 export {
   decodeFrame,
   DEFAULT_MAX_FRAME_SIZE,

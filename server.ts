@@ -298,6 +298,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #stopping: Promise<void> | undefined;
 
   /**
+   * Creates the instance.
+   *
    * @param options Where to listen and how to keep connections alive.
    * @throws {TypeError | RangeError} If an option is invalid; the message names it.
    */
