@@ -1,0 +1,255 @@
+// Protocol 2 interoperability with the real Node.js @qtk/tcp-framework 2.0.10
+// package, in both directions: its Client against our Server and our Client
+// against its Server. The 2.x side runs in a Node.js child process
+// (tests/interop/v2_peer.cjs) that reports what it sees, line by line.
+
+import assert from "node:assert/strict";
+import { test } from "./_harness.ts";
+import { encoder, HOST, next, until } from "./_helpers.ts";
+import { type Child, spawn } from "./_spawn.ts";
+import { Client, type Frame, FrameDecoder, Server, SIGN_PING } from "../mod.ts";
+import { runtimeTransport, type Transport } from "../transport.ts";
+
+const PEER = decodeURIComponent(
+  new URL("./interop/v2_peer.cjs", import.meta.url).pathname,
+);
+/** The 2.x peer's 1 s clock runs every TICK ms: PINGs every 20 ticks. */
+const TICK_MS = 25;
+
+function peer(...args: string[]): Promise<Child> {
+  return spawn("node", [PEER, ...args]);
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function fromBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
+}
+
+/** A 2.x uuid: 32 hex digits, no dashes. */
+function uuid2(): string {
+  return crypto.randomUUID().replaceAll("-", "");
+}
+
+/** Words after the first on the child's lines starting with `label`. */
+function field(child: Child, label: string): string[][] {
+  return child.lines
+    .filter((line) => line.startsWith(label + " "))
+    .map((line) => line.split(" ").slice(1));
+}
+
+const payloads: Uint8Array[] = [
+  encoder.encode("echo"),
+  new Uint8Array(0),
+  Uint8Array.from({ length: 256 }, (_, i) => i),
+  Uint8Array.from({ length: 300_000 }, (_, i) => (i * 31) & 0xff),
+];
+
+test("protocol 2: the 2.x Client's requests round trip through our Server", async () => {
+  await using server = new Server({ host: HOST, port: 0, protocol: 2 });
+  const received: string[] = [];
+  server.on("data", (socket, { uuid, data }) => {
+    received.push(uuid);
+    socket.send({ uuid, data });
+  });
+  await server.start();
+  const child = await peer("client", String(server.port));
+  try {
+    await child.waitFor(/^CONNECTED$/);
+    const uuids = payloads.map(() => uuid2());
+    for (const [i, data] of payloads.entries()) {
+      await child.write(`SEND ${uuids[i]} ${toBase64(data)}\n`);
+    }
+    await child.waitFor(() => field(child, "DATA").length === payloads.length);
+    const replies = field(child, "DATA");
+    assert.deepEqual(replies.map(([uuid]) => uuid), uuids);
+    for (const [i, [, base64 = ""]] of replies.entries()) {
+      assert.deepEqual(fromBase64(base64), payloads[i]);
+    }
+    assert.deepEqual(received, uuids);
+    assert.deepEqual(field(child, "EXCEPTION"), []);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("protocol 2: our Server echoes the 2.x Client's heartbeat PINGs", async () => {
+  // A long server heartbeat: only the echoes keep the 2.x client from timing
+  // out (30 of its ticks after the last byte it received).
+  await using server = new Server({
+    host: HOST,
+    port: 0,
+    protocol: 2,
+    heartbeat: 60,
+  });
+  await server.start();
+  const child = await peer(
+    "client",
+    String(server.port),
+    "--tick-ms",
+    String(TICK_MS),
+  );
+  try {
+    await child.waitFor(/^CONNECTED$/);
+    const echoed = () => {
+      const sent = new Set(field(child, "PING-SENT").map(([uuid]) => uuid));
+      return field(child, "PING-RECEIVED").filter(([uuid]) => sent.has(uuid));
+    };
+    // Three heartbeats span two of the client's timeouts.
+    await child.waitFor(() => echoed().length >= 3, 10_000);
+    for (const [uuid] of echoed()) assert.match(uuid, /^[0-9a-f]{32}$/);
+    assert.deepEqual(field(child, "CLOSED"), []);
+    assert.deepEqual(field(child, "EXCEPTION"), []);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("protocol 2: the 2.x Client ignores our Server's PINGs and keeps working", async () => {
+  await using server = new Server({
+    host: HOST,
+    port: 0,
+    protocol: 2,
+    heartbeat: 0.05,
+  });
+  server.on("data", (socket, message) => socket.send(message));
+  await server.start();
+  const child = await peer("client", String(server.port));
+  try {
+    await child.waitFor(/^CONNECTED$/);
+    await child.waitFor(() => field(child, "PING-RECEIVED").length >= 3);
+    // A client never answers a PING: nothing went out in reply.
+    assert.deepEqual(field(child, "PING-SENT"), []);
+    const uuid = uuid2();
+    await child.write(`SEND ${uuid} ${toBase64(encoder.encode("after"))}\n`);
+    const reply = await child.waitFor((line) => line.startsWith("DATA "));
+    assert.equal(reply, `DATA ${uuid} ${toBase64(encoder.encode("after"))}`);
+    assert.deepEqual(field(child, "CLOSED"), []);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("protocol 2: our Client's requests round trip through the 2.x Server", async () => {
+  const child = await peer("server");
+  try {
+    const port = Number((await child.waitFor(/^LISTENING \d+$/)).split(" ")[1]);
+    await using client = new Client({
+      host: HOST,
+      port,
+      protocol: 2,
+      reconnect: false,
+    });
+    await next(client, "connected");
+    for (const data of payloads) {
+      assert.deepEqual(await client.request(data, { timeout: 5000 }), data);
+    }
+    // send() with our own 32-character uuid: the echo carries it back.
+    const uuid = uuid2();
+    const echoed = next<[{ uuid: string; data: Uint8Array }]>(client, "data");
+    client.send({ uuid, data: encoder.encode("mine") });
+    const [message] = await echoed;
+    assert.equal(message.uuid, uuid);
+    assert.deepEqual(message.data, encoder.encode("mine"));
+    await child.waitFor((line) =>
+      line === `DATA ${uuid} ${toBase64(encoder.encode("mine"))}`
+    );
+    assert.equal(field(child, "DATA").length, payloads.length + 1);
+    // A protocol 3 uuid would shift every later 2.x frame: refused up front.
+    assert.throws(
+      () => client.send({ uuid: crypto.randomUUID(), data: new Uint8Array() }),
+      TypeError,
+    );
+    assert.deepEqual(field(child, "EXCEPTION"), []);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("protocol 2: the 2.x Server's echo of our Client's PING keeps it alive", async () => {
+  const child = await peer("server");
+  try {
+    const port = Number((await child.waitFor(/^LISTENING \d+$/)).split(" ")[1]);
+    // Watch the bytes both ways: our Client never surfaces PINGs.
+    const sent = new Set<string>();
+    const echoes: string[] = [];
+    const transport = tap(runtimeTransport(), (frame) => {
+      if (frame.sign === SIGN_PING) sent.add(frame.uuid);
+    }, (frame) => {
+      if (frame.sign === SIGN_PING) echoes.push(frame.uuid);
+    });
+    // The 2.x server never pings: without the echoes this client would drop
+    // the connection after 0.3 s of silence.
+    await using client = new Client({
+      host: HOST,
+      port,
+      protocol: 2,
+      heartbeat: 0.05,
+      timeout: 0.3,
+      reconnect: false,
+      transport,
+    });
+    const trouble: unknown[] = [];
+    client.on("exception", (error) => trouble.push(error));
+    client.on("closed", () => trouble.push("closed"));
+    await next(client, "connected");
+    // Twelve echoes span two of our timeouts.
+    await until(() => echoes.length >= 12, 10_000, "twelve PING echoes");
+    for (const uuid of echoes) {
+      assert.ok(sent.has(uuid), `echo ${uuid} answers a PING we sent`);
+      assert.match(uuid, /^[0-9a-f]{32}$/);
+    }
+    assert.deepEqual(trouble, []);
+    assert.equal(client.connected, true);
+    // And the 2.x server saw those very PINGs arrive.
+    for (const uuid of echoes.slice(0, 5)) {
+      await child.waitFor((line) => line === `PING-RECEIVED ${uuid}`);
+    }
+    assert.deepEqual(
+      await client.request(encoder.encode("still here"), { timeout: 5000 }),
+      encoder.encode("still here"),
+    );
+  } finally {
+    await child.kill();
+  }
+});
+
+/** Wraps a transport's outgoing connections, decoding protocol 2 frames both ways. */
+function tap(
+  inner: Transport,
+  onSent: (frame: Frame) => void,
+  onReceived: (frame: Frame) => void,
+): Transport {
+  return {
+    listen: (address, accept) => inner.listen(address, accept),
+    connect(address, accept) {
+      const out = new FrameDecoder({ protocol: 2 });
+      const into = new FrameDecoder({ protocol: 2 });
+      return inner.connect(address, (connection) => {
+        const handler = accept({
+          get remoteAddr() {
+            return connection.remoteAddr;
+          },
+          write(bytes) {
+            out.push(bytes.slice(), onSent);
+            return connection.write(bytes);
+          },
+          close: () => connection.close(),
+        });
+        return {
+          received(chunk) {
+            into.push(chunk.slice(), onReceived);
+            handler.received(chunk);
+          },
+          ended: (error) => handler.ended(error),
+        };
+      });
+    },
+  };
+}
