@@ -415,7 +415,8 @@ export class FrameDecoder {
     try {
       while (at < length) {
         if (this.#payloadLength < 0) {
-          this.#frameStart = this.#consumed + at;
+          // Only where a frame begins, not where a split header resumes.
+          if (this.#headerFill === 0) this.#frameStart = this.#consumed + at;
           if (this.#headerFill === 0 && length - at >= headerLength) {
             this.#readHeader(chunk, at);
             at += headerLength;
