@@ -475,7 +475,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         return;
       }
       this.#pending.set(uuid, request);
-      request.sentOn = this.#connection;
+      // A closing connection did not take the frame: it waits in the queue
+      // for the next one, so the close must not reject it.
+      const connection = this.#connection;
+      request.sentOn = connection && !connection.closed ? connection : undefined;
       if (Number.isFinite(timeout)) this.#deadlines.add(request);
       if (signal) {
         request.onAbort = () => request.reject(signal.reason);

@@ -19,6 +19,8 @@ import {
   type ServerSocket,
   TimeoutError,
 } from "../mod.ts";
+import { encodeFrame, FrameDecoder, SIGN_DATA } from "../codec.ts";
+import { runtimeTransport, type TransportConnection } from "../transport.ts";
 
 const SEED = 0xc4a05;
 
@@ -304,4 +306,56 @@ test("chaos: a stalled direction ends in a timeout and a reconnect, not a hang",
     await proxy.close();
   }
   await sleep(0);
+});
+
+// Found while reviewing what chaos can hit: a request() made while the
+// connection was closing but not yet reported closed was queued for the next
+// connection, yet rejected with ClosedError when the old one closed; it then
+// went out anyway, so a caller that retried had it executed twice.
+test("a request made while the connection is closing waits for the next one, and is not also rejected", async () => {
+  const garbage = new Uint8Array(45).fill(0x42); // an unknown sign
+  const open = new Set<TransportConnection>();
+  const requestsSeen: string[] = [];
+  let accepted = 0;
+  const listener = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    (connection) => {
+      open.add(connection);
+      const first = ++accepted === 1;
+      if (first) connection.write(garbage)?.catch(() => {});
+      const decoder = new FrameDecoder();
+      return {
+        received: (chunk) =>
+          decoder.push(chunk, (frame) => {
+            if (frame.sign !== SIGN_DATA) return;
+            requestsSeen.push(frame.uuid);
+            connection.write(encodeFrame(frame))?.catch(() => {}); // echo
+          }),
+        ended: () => open.delete(connection),
+      };
+    },
+  );
+  const client = new Client({
+    host: HOST,
+    port: listener.addr.port,
+    reconnect: () => 10,
+  });
+  try {
+    // The malformed frame makes the client close its first connection; while
+    // that close is under way, a request is made.
+    const made = new Promise<{ reply: Promise<Uint8Array> }>((resolve) =>
+      client.once("exception", () =>
+        resolve({
+          reply: client.request(new Uint8Array([7]), { timeout: 3000 }),
+        }))
+    );
+    const outcome: unknown = await (await made).reply.catch((e: unknown) => e);
+    assert.deepEqual(outcome, new Uint8Array([7]), String(outcome));
+    assert.equal(requestsSeen.length, 1);
+  } finally {
+    await client.close();
+    await listener.close();
+    for (const connection of open) connection.close();
+    await until(() => open.size === 0, 2000, "raw connections to close");
+  }
 });
