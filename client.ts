@@ -48,7 +48,12 @@ import {
   DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_TIMEOUT,
 } from "./server.ts";
-import { runtimeTransport, type Transport } from "./transport.ts";
+import {
+  type ClientTlsOptions,
+  runtimeTransport,
+  type Transport,
+} from "./transport.ts";
+import { checkClientTls } from "./_tls.ts";
 
 /**
  * Default limit on messages queued while disconnected.
@@ -149,6 +154,15 @@ export interface ClientOptions {
    * @default {3}
    */
   protocol?: ProtocolVersion;
+  /**
+   * Speak TLS, using the runtime's own TLS: `true` (or `{}`) verifies the
+   * server against the default trust store; `{ ca, serverName }` names the
+   * trusted CA certificate(s) (PEM) and the name the certificate must carry.
+   * A handshake that takes longer than `timeout` is given up (and retried per
+   * `reconnect`).
+   * @default {false}
+   */
+  tls?: boolean | ClientTlsOptions;
   /** Socket implementation; the running runtime's by default. For tests. */
   transport?: Transport;
 }
@@ -267,6 +281,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #deadlines = new DeadlineTimer();
   #connection: FramedConnection | undefined;
   #connecting: Promise<void> | undefined;
+  #attemptAbort: AbortController | undefined;
+  readonly #tls: ClientTlsOptions | undefined;
   #queue: Frame[] = [];
   #queuedBytes = 0;
   #attempt = 0;
@@ -332,6 +348,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
       ),
     };
+    this.#tls = checkClientTls("tls", options.tls);
     this.#transport = options.transport ?? runtimeTransport();
     this.#connect();
   }
@@ -558,6 +575,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#queue = [];
     this.#queuedBytes = 0;
     for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(closed);
+    this.#attemptAbort?.abort(closed);
     await this.#connecting;
     await this.#connection?.close(this.#graceMs);
   }
@@ -600,6 +618,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #connect(): void {
     this.#reconnectTimer = undefined;
     let connection: FramedConnection | undefined;
+    const attempt = this.#attemptAbort = new AbortController();
+    const handshakeMs = this.#tls ? this.#timeoutMs : undefined;
+    const handshakeTimer = handshakeMs === undefined ? undefined : setTimeout(
+      () =>
+        attempt.abort(
+          new TimeoutError(
+            `TLS connection not established within ${handshakeMs} ms`,
+            handshakeMs,
+          ),
+        ),
+      handshakeMs,
+    );
     this.#connecting = this.#transport.connect(
       { hostname: this.host, port: this.port },
       (transport) =>
@@ -612,6 +642,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
             closed: (error) => this.#lost(connection!, error),
           },
         ),
+      { tls: this.#tls, signal: attempt.signal },
     ).then(
       () => this.#opened(connection!),
       (error) => {
@@ -619,7 +650,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this[emit]("exception", error);
         this.#scheduleReconnect();
       },
-    ).finally(() => this.#connecting = undefined);
+    ).finally(() => {
+      clearTimeout(handshakeTimer);
+      this.#attemptAbort = undefined;
+      this.#connecting = undefined;
+    });
   }
 
   #opened(connection: FramedConnection): void {

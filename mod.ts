@@ -48,6 +48,7 @@ export {
   type ServerSocket,
 } from "./server.ts";
 export type { Message } from "./_message.ts";
+export type { ClientTlsOptions, ServerTlsOptions } from "./transport.ts";
 export {
   type DetailListener,
   type EventShape,

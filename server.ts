@@ -36,9 +36,11 @@ import {
   toMs,
 } from "./_options.ts";
 import { ClosedError, TimeoutError } from "./errors.ts";
+import { checkServerTls } from "./_tls.ts";
 import {
   type NetAddress,
   runtimeTransport,
+  type ServerTlsOptions,
   type Transport,
   type TransportConnection,
   type TransportListener,
@@ -127,6 +129,14 @@ export interface ServerOptions {
    * @default {3}
    */
   protocol?: ProtocolVersion;
+  /**
+   * Serve TLS with this certificate chain and private key (PEM strings), using
+   * the runtime's own TLS; plain TCP without it. Each connection is handed
+   * over (and counted) before its handshake, so the silence `timeout` also
+   * bounds a handshake that never finishes; a failed handshake closes that
+   * connection with an `exception`.
+   */
+  tls?: ServerTlsOptions;
   /** Socket implementation; the running runtime's by default. For tests. */
   transport?: Transport;
 }
@@ -296,6 +306,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #listener: TransportListener | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
+  #starting: Promise<void> | undefined;
+  readonly #tls: ServerTlsOptions | undefined;
 
   /**
    * Creates the instance.
@@ -342,6 +354,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
       ),
     };
+    this.#tls = checkServerTls("tls", options.tls);
     this.#transport = options.transport ?? runtimeTransport();
   }
 
@@ -402,22 +415,26 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    * ```
    */
   start(): Promise<void> {
-    if (this.#listener) {
+    if (this.#listener || this.#starting) {
       return Promise.reject(new Error("Server is already started"));
     }
+    this.#starting = this.#start().finally(() => this.#starting = undefined);
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     try {
-      this.#listener = this.#transport.listen(
+      this.#listener = await this.#transport.listen(
         { hostname: this.host, port: this.#port },
         (transport) => this.#accept(transport),
+        this.#tls ? { tls: this.#tls } : undefined,
       );
     } catch (error) {
-      return Promise.reject(
-        new Error(
-          `Cannot listen on ${this.host}:${this.#port}: ${
-            (error as Error)?.message ?? error
-          }`,
-          { cause: error },
-        ),
+      throw new Error(
+        `Cannot listen on ${this.host}:${this.#port}: ${
+          (error as Error)?.message ?? error
+        }`,
+        { cause: error },
       );
     }
     this.#stopping = undefined;
@@ -425,7 +442,6 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       this.#timer = setInterval(() => this.#tick(), this.#tickMs);
     }
     this[emit]("started");
-    return Promise.resolve();
   }
 
   /**
@@ -445,6 +461,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    * ```
    */
   stop(): Promise<void> {
+    if (this.#starting) {
+      return this.#starting.then(() => this.stop(), () => {});
+    }
     if (!this.#listener) return Promise.resolve();
     this.#stopping ??= this.#stop(this.#listener);
     return this.#stopping;

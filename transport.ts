@@ -1,7 +1,9 @@
 /**
- * The runtime socket adapters: the only module that touches `Deno.*` or
- * `Bun.*`. Everything above it sees a byte-level connection with a callback for
- * reads and a write that reports when the runtime has taken the bytes.
+ * The runtime socket adapters: the only module that touches `Deno.*`, `Bun.*`
+ * or `node:net` / `node:tls`. Everything above it sees a byte-level connection
+ * with a callback for reads and a write that reports when the runtime has
+ * taken the bytes. Each adapter speaks plain TCP, or TLS through the runtime's
+ * own TLS stack.
  *
  * @example
  * ```ts
@@ -12,6 +14,9 @@
  *
  * @module
  */
+
+import * as nodeNet from "node:net";
+import * as nodeTls from "node:tls";
 
 /**
  * A socket address.
@@ -27,6 +32,82 @@ export interface NetAddress {
   hostname: string;
   /** TCP port. */
   port: number;
+}
+
+/**
+ * TLS settings of a listening side: its certificate chain and private key.
+ *
+ * @example
+ * ```ts
+ * import type { ServerTlsOptions } from "@qtk/tcp-framework/transport";
+ * const tls: ServerTlsOptions = {
+ *   cert: "-----BEGIN CERTIFICATE-----\n…",
+ *   key: "-----BEGIN PRIVATE KEY-----\n…",
+ * };
+ * ```
+ */
+export interface ServerTlsOptions {
+  /** The certificate chain, PEM: the server's certificate first. */
+  cert: string;
+  /** The certificate's private key, PEM. */
+  key: string;
+}
+
+/**
+ * TLS settings of a connecting side. The server's certificate is always
+ * verified, against `ca` when given and the runtime's default trust store
+ * otherwise, and must name `serverName` (by default the host connected to).
+ *
+ * @example
+ * ```ts
+ * import type { ClientTlsOptions } from "@qtk/tcp-framework/transport";
+ * const tls: ClientTlsOptions = { ca: "-----BEGIN CERTIFICATE-----\n…", serverName: "localhost" };
+ * ```
+ */
+export interface ClientTlsOptions {
+  /**
+   * Trusted CA certificate(s), PEM. Under Node.js and Bun they replace the
+   * default trust store; under Deno they are trusted in addition to it.
+   */
+  ca?: string | string[];
+  /**
+   * The name the server's certificate must carry (and the SNI sent), when it
+   * differs from the host connected to.
+   */
+  serverName?: string;
+}
+
+/**
+ * Options of {@linkcode Transport.listen}.
+ *
+ * @example
+ * ```ts
+ * import type { ListenOptions } from "@qtk/tcp-framework/transport";
+ * const plain: ListenOptions = {};
+ * ```
+ */
+export interface ListenOptions {
+  /** Serve TLS instead of plain TCP. */
+  tls?: ServerTlsOptions;
+}
+
+/**
+ * Options of {@linkcode Transport.connect}.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectOptions } from "@qtk/tcp-framework/transport";
+ * const options: ConnectOptions = { tls: {}, signal: AbortSignal.timeout(5000) };
+ * ```
+ */
+export interface ConnectOptions {
+  /** Speak TLS instead of plain TCP. */
+  tls?: ClientTlsOptions;
+  /**
+   * Gives up on the attempt (rejecting with the signal's reason) if aborted
+   * before the connection is established, TLS handshake included.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -82,12 +163,17 @@ export interface TransportConnection {
 export interface TransportListener {
   /** The bound address (the real port when 0 was asked for). */
   readonly addr: NetAddress;
-  /** Stops accepting; resolves once the accept loop has ended. */
+  /**
+   * Stops accepting; resolves once no more connections will be accepted.
+   * Connections already accepted stay open.
+   */
   close(): Promise<void>;
 }
 
 /**
- * Creates the handler for a connection as soon as it opens.
+ * Creates the handler for a connection as soon as it opens. On a TLS listener
+ * that is before the handshake, whose failure ends the connection with an
+ * error.
  *
  * @example
  * ```ts
@@ -98,12 +184,12 @@ export interface TransportListener {
 export type Accept = (connection: TransportConnection) => ConnectionHandler;
 
 /**
- * A runtime's TCP sockets behind one contract.
+ * A runtime's TCP (and TLS) sockets behind one contract.
  *
  * @example
  * ```ts
  * import { runtimeTransport } from "@qtk/tcp-framework/transport";
- * const listener = runtimeTransport().listen({ hostname: "127.0.0.1", port: 0 }, (connection) => ({
+ * const listener = await runtimeTransport().listen({ hostname: "127.0.0.1", port: 0 }, (connection) => ({
  *   received: (chunk) => connection.write(chunk),
  *   ended: () => {},
  * }));
@@ -113,18 +199,30 @@ export type Accept = (connection: TransportConnection) => ConnectionHandler;
 export interface Transport {
   /**
    * Starts listening.
-   * @throws If the address cannot be bound (for example, the port is taken).
+   * @throws If the address cannot be bound (for example, the port is taken):
+   *   the promise rejects.
    */
-  listen(address: NetAddress, accept: Accept): TransportListener;
-  /** Opens a connection; rejects if it cannot be established. */
-  connect(address: NetAddress, accept: Accept): Promise<TransportConnection>;
+  listen(
+    address: NetAddress,
+    accept: Accept,
+    options?: ListenOptions,
+  ): Promise<TransportListener>;
+  /**
+   * Opens a connection; rejects if it cannot be established. With TLS it
+   * resolves once the handshake has succeeded, and `accept` is called then.
+   */
+  connect(
+    address: NetAddress,
+    accept: Accept,
+    options?: ConnectOptions,
+  ): Promise<TransportConnection>;
 }
 
 /**
- * The transport of the runtime this code runs on: Deno's or Bun's own sockets.
+ * The transport of the runtime this code runs on: Deno's or Bun's own
+ * sockets, or `node:net` / `node:tls` elsewhere (Node.js).
  *
  * @returns The transport.
- * @throws {Error} On a runtime that is neither Deno nor Bun.
  *
  * @example
  * ```ts
@@ -135,12 +233,69 @@ export interface Transport {
 export function runtimeTransport(): Transport {
   if ("Deno" in globalThis) return denoTransport;
   if ("Bun" in globalThis) return bunTransport;
-  throw new Error(
-    "No socket transport for this runtime: expected Deno or Bun",
-  );
+  return nodeTransport;
+}
+
+/** Rejects at once with the signal's reason if it is aborted. */
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason;
+}
+
+/** The CA option as the list the runtimes take. */
+function caList(ca: string | string[] | undefined): string[] | undefined {
+  return ca === undefined ? undefined : typeof ca === "string" ? [ca] : ca;
 }
 
 // ---------------------------------------------------------------- Deno ----
+
+// The few members of Deno's socket API this adapter uses; declared here so the
+// module type-checks anywhere (tsc for the npm build has no Deno types).
+interface DenoConn {
+  readonly remoteAddr: unknown;
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+  setNoDelay?(noDelay?: boolean): void;
+  handshake?(): Promise<unknown>;
+}
+
+interface DenoListener extends AsyncIterable<DenoConn> {
+  readonly addr: unknown;
+  close(): void;
+}
+
+interface DenoApi {
+  listen(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+  }): DenoListener;
+  listenTls(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+    cert: string;
+    key: string;
+  }): DenoListener;
+  connect(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+  }): Promise<DenoConn>;
+  startTls(conn: DenoConn, options: {
+    hostname: string;
+    caCerts?: string[];
+  }): Promise<DenoConn>;
+}
+
+function deno(): DenoApi {
+  return (globalThis as unknown as { Deno: DenoApi }).Deno;
+}
+
+function denoAddress(addr: unknown): NetAddress {
+  const { hostname, port } = addr as NetAddress;
+  return { hostname, port };
+}
 
 // Reads go into a slab, one subarray after another, so each chunk is a
 // distinct view (payload views stay valid) without an allocation per read.
@@ -152,15 +307,14 @@ const MIN_READ = 1024;
 
 class DenoConnection implements TransportConnection {
   readonly remoteAddr: NetAddress;
-  readonly #conn: Deno.Conn;
+  readonly #conn: DenoConn;
   #closing = false;
 
-  constructor(conn: Deno.Conn) {
+  constructor(conn: DenoConn) {
     this.#conn = conn;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.remoteAddr = { hostname: addr.hostname, port: addr.port };
+    this.remoteAddr = denoAddress(conn.remoteAddr);
     try {
-      (conn as Deno.TcpConn).setNoDelay?.(true);
+      conn.setNoDelay?.(true);
     } catch { /* not a TCP connection (for example, TLS on some versions) */ }
   }
 
@@ -210,13 +364,23 @@ class DenoConnection implements TransportConnection {
 }
 
 const denoTransport: Transport = {
-  listen(address, accept) {
-    const listener = Deno.listen({
-      hostname: address.hostname,
-      port: address.port,
-      transport: "tcp",
-    });
-    const addr = listener.addr as Deno.NetAddr;
+  listen(address, accept, options) {
+    let listener: DenoListener;
+    try {
+      const where = {
+        hostname: address.hostname,
+        port: address.port,
+        transport: "tcp",
+      } as const;
+      const tls = options?.tls;
+      listener = tls
+        ? deno().listenTls({ ...where, cert: tls.cert, key: tls.key })
+        : deno().listen(where);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // On a TLS listener the handshake runs inside the connection's first
+    // read, so a client that never completes it cannot stall this loop.
     const acceptLoop = (async () => {
       try {
         for await (const conn of listener) {
@@ -225,28 +389,79 @@ const denoTransport: Transport = {
         }
       } catch { /* the listener was closed */ }
     })();
-    return {
-      addr: { hostname: addr.hostname, port: addr.port },
+    return Promise.resolve({
+      addr: denoAddress(listener.addr),
       close() {
         try {
           listener.close();
         } catch { /* already closed */ }
         return acceptLoop;
       },
-    };
+    });
   },
 
-  async connect(address, accept) {
-    const conn = await Deno.connect({
+  async connect(address, accept, options) {
+    const signal = options?.signal;
+    throwIfAborted(signal);
+    let conn = await deno().connect({
       hostname: address.hostname,
       port: address.port,
       transport: "tcp",
     });
+    const tls = options?.tls;
+    if (tls) {
+      try {
+        conn.setNoDelay?.(true);
+        throwIfAborted(signal);
+        conn = await deno().startTls(conn, {
+          hostname: tls.serverName ?? address.hostname,
+          caCerts: caList(tls.ca),
+        });
+        await untilAborted(conn.handshake!(), signal, () => conn.close());
+      } catch (error) {
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+        throw error;
+      }
+    }
     const connection = new DenoConnection(conn);
     connection.run(accept(connection));
     return connection;
   },
 };
+
+/**
+ * Waits for `promise`; if `signal` aborts first, calls `abort` (which should
+ * make `promise` settle) and rejects with the signal's reason.
+ */
+async function untilAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  abort: () => void,
+): Promise<T> {
+  if (!signal) return await promise;
+  if (signal.aborted) {
+    promise.catch(() => {});
+    abort();
+    throw signal.reason;
+  }
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      reject(signal.reason); // first: `abort` may make `promise` settle now
+      abort();
+    };
+  });
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    // The loser must not be left as an unhandled rejection.
+    promise.catch(() => {});
+  }
+}
 
 // ----------------------------------------------------------------- Bun ----
 
@@ -269,6 +484,11 @@ interface BunSocketHandlers {
   close(socket: BunSocket, error?: Error): void;
   error(socket: BunSocket, error: Error): void;
   connectError?(socket: BunSocket, error: Error): void;
+  handshake?(
+    socket: BunSocket,
+    success: boolean,
+    authorizationError: Error | null,
+  ): void;
 }
 
 interface BunTcpListener {
@@ -282,11 +502,17 @@ interface BunApi {
     hostname: string;
     port: number;
     socket: BunSocketHandlers;
+    tls?: { cert: string; key: string };
   }): BunTcpListener;
   connect(options: {
     hostname: string;
     port: number;
     socket: BunSocketHandlers;
+    tls?: {
+      ca?: string[];
+      serverName?: string;
+      rejectUnauthorized: true;
+    };
   }): Promise<BunSocket>;
 }
 
@@ -348,10 +574,22 @@ class BunConnection implements TransportConnection {
   }
 }
 
+/**
+ * Socket handlers that give each connection a handler from `accept`: at once,
+ * or, with `afterHandshake` (a TLS client), once the handshake succeeded.
+ * `opened` sees each connection as its handler is set; `failed` sees a
+ * connection that closes before that.
+ */
 function bunHandlers(
   accept: Accept,
   opened?: (connection: BunConnection) => void,
+  afterHandshake = false,
+  failed?: (error: Error | undefined) => void,
 ): BunSocketHandlers {
+  const start = (connection: BunConnection) => {
+    connection.handler = accept(connection);
+    opened?.(connection);
+  };
   return {
     binaryType: "uint8array",
     open(socket) {
@@ -360,17 +598,32 @@ function bunHandlers(
         port: socket.remotePort ?? 0,
       });
       socket.data = connection;
-      connection.handler = accept(connection);
-      opened?.(connection);
+      if (!afterHandshake) start(connection);
+    },
+    handshake(socket, success, authorizationError) {
+      const connection = socket.data;
+      if (!connection) return;
+      // A server without client certificates sees success with an
+      // authorization error (no client certificate): not a failure.
+      if (!success) {
+        connection.failure = authorizationError ??
+          new Error("TLS handshake failed");
+        connection.close();
+        return;
+      }
+      if (afterHandshake && !connection.handler) start(connection);
     },
     data(socket, data) {
-      socket.data.handler!.received(data);
+      socket.data.handler?.received(data);
     },
     drain(socket) {
       socket.data.drain();
     },
     close(socket, error) {
-      socket.data?.closed(error);
+      const connection = socket.data;
+      if (!connection) return;
+      if (!connection.handler) failed?.(error ?? connection.failure);
+      connection.closed(error);
     },
     error(socket, error) {
       if (socket.data) socket.data.failure = error;
@@ -383,30 +636,201 @@ function bun(): BunApi {
 }
 
 const bunTransport: Transport = {
-  listen(address, accept) {
-    const listener = bun().listen({
+  listen(address, accept, options) {
+    try {
+      const tls = options?.tls;
+      const listener = bun().listen({
+        hostname: address.hostname,
+        port: address.port,
+        socket: bunHandlers(accept),
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      });
+      return Promise.resolve({
+        addr: { hostname: listener.hostname, port: listener.port },
+        close() {
+          listener.stop();
+          return Promise.resolve();
+        },
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  },
+
+  async connect(address, accept, options) {
+    const signal = options?.signal;
+    throwIfAborted(signal);
+    const tls = options?.tls;
+    let opened!: (connection: BunConnection) => void;
+    let failed!: (error: unknown) => void;
+    const ready = new Promise<BunConnection>((resolve, reject) => {
+      opened = resolve;
+      failed = (error) =>
+        reject(
+          error ?? new Error("Connection closed before the TLS handshake"),
+        );
+    });
+    const handlers = bunHandlers(accept, opened, tls !== undefined, failed);
+    handlers.connectError = () => {};
+    const socket = await bun().connect({
       hostname: address.hostname,
       port: address.port,
-      socket: bunHandlers(accept),
+      socket: handlers,
+      ...(tls
+        ? {
+          tls: {
+            ca: caList(tls.ca),
+            serverName: tls.serverName,
+            rejectUnauthorized: true,
+          },
+        }
+        : {}),
     });
+    return await untilAborted(ready, signal, () => socket.data?.close());
+  },
+};
+
+// ------------------------------------------------------------- Node.js ----
+
+class NodeConnection implements TransportConnection {
+  readonly remoteAddr: NetAddress;
+  readonly #socket: nodeNet.Socket;
+  #failure: unknown;
+  #closing = false;
+
+  /** `tcp` is the TCP socket under `socket` (itself, without TLS). */
+  constructor(socket: nodeNet.Socket, tcp: nodeNet.Socket) {
+    this.#socket = socket;
+    this.remoteAddr = {
+      hostname: tcp.remoteAddress ?? "",
+      port: tcp.remotePort ?? 0,
+    };
+    tcp.setNoDelay(true);
+  }
+
+  attach(handler: ConnectionHandler): void {
+    const socket = this.#socket;
+    socket.on("data", (chunk: Uint8Array) => {
+      // A plain Uint8Array view, like the other runtimes hand out.
+      handler.received(
+        new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+      );
+    });
+    socket.on("error", (error) => {
+      if (!this.#closing) this.#failure ??= error;
+    });
+    socket.once("close", () => {
+      this.#closing = true;
+      handler.ended(this.#failure);
+    });
+  }
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    const socket = this.#socket;
+    if (this.#closing || socket.destroyed) {
+      return Promise.reject(new Error("Socket is closed"));
+    }
+    let settle: ((error?: Error | null) => void) | undefined;
+    const written = new Promise<void>((resolve, reject) => {
+      settle = (error) => error ? reject(error) : resolve();
+    });
+    socket.write(bytes, (error) => settle!(error));
+    // Taken by the kernel at once: nothing for the caller to wait for.
+    if (socket.writableLength === 0) {
+      written.catch(() => {});
+      return undefined;
+    }
+    return written;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#socket.destroy();
+  }
+}
+
+/** `host` unless it is an IP address, which SNI does not allow. */
+function sniName(host: string): string | undefined {
+  return nodeNet.isIP(host) === 0 ? host : undefined;
+}
+
+const nodeTransport: Transport = {
+  async listen(address, accept, options) {
+    const tls = options?.tls;
+    const context = tls
+      ? nodeTls.createSecureContext({ cert: tls.cert, key: tls.key })
+      : undefined;
+    const server = nodeNet.createServer((tcp) => {
+      // TLS is layered on each TCP socket here, rather than with a
+      // tls.Server, so the connection is handed over at once and a client
+      // that never finishes its handshake is subject to the silence timeout.
+      const socket = context
+        ? new nodeTls.TLSSocket(tcp, { isServer: true, secureContext: context })
+        : tcp;
+      const connection = new NodeConnection(socket, tcp);
+      connection.attach(accept(connection));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: address.hostname, port: address.port }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", () => {/* the accept loop goes on */});
+    const bound = server.address() as nodeNet.AddressInfo;
     return {
-      addr: { hostname: listener.hostname, port: listener.port },
+      addr: { hostname: bound.address, port: bound.port },
       close() {
-        listener.stop();
+        // The listening socket closes now; `server.close`'s callback would
+        // also wait for every accepted connection.
+        server.close();
         return Promise.resolve();
       },
     };
   },
 
-  async connect(address, accept) {
-    let connection: BunConnection | undefined;
-    const handlers = bunHandlers(accept, (opened) => (connection = opened));
-    handlers.connectError = () => {};
-    await bun().connect({
-      hostname: address.hostname,
-      port: address.port,
-      socket: handlers,
+  async connect(address, accept, options) {
+    const signal = options?.signal;
+    throwIfAborted(signal);
+    const tls = options?.tls;
+    let socket: nodeNet.Socket;
+    if (tls) {
+      const name = tls.serverName ?? address.hostname;
+      socket = nodeTls.connect({
+        host: address.hostname,
+        port: address.port,
+        ca: caList(tls.ca),
+        servername: sniName(name),
+        rejectUnauthorized: true,
+        checkServerIdentity: (_host, certificate) =>
+          nodeTls.checkServerIdentity(name, certificate),
+      });
+    } else {
+      socket = nodeNet.connect({ host: address.hostname, port: address.port });
+    }
+    const ready = tls ? "secureConnect" : "connect";
+    let onReady!: () => void;
+    let onError!: (error: unknown) => void;
+    let onClose!: () => void;
+    const established = new Promise<void>((resolve, reject) => {
+      onReady = resolve;
+      onError = reject;
+      onClose = () =>
+        reject(new Error("Connection closed before it was established"));
     });
-    return connection!;
+    socket.once(ready, onReady).once("error", onError).once("close", onClose);
+    try {
+      await untilAborted(established, signal, () => socket.destroy());
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    } finally {
+      socket.off(ready, onReady).off("error", onError).off("close", onClose);
+    }
+    const connection = new NodeConnection(socket, socket);
+    connection.attach(accept(connection));
+    return connection;
   },
 };

@@ -56,7 +56,7 @@ test("a malformed frame from the server: the client reports it, drops the connec
   const open = new Set<TransportConnection>();
   let accepted = 0;
   // A raw listener that greets every connection with a malformed frame.
-  const listener = runtimeTransport().listen(
+  const listener = await runtimeTransport().listen(
     { hostname: HOST, port: 0 },
     (connection) => {
       accepted++;

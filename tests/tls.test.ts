@@ -1,0 +1,248 @@
+// TLS through each runtime's own TLS stack, with the TEST-ONLY certificates in
+// tests/fixtures (see make-test-only-certs.sh): a CA, and a server certificate
+// it signed for localhost and 127.0.0.1.
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "./_harness.ts";
+import { decoder, encoder, HOST, next, until } from "./_helpers.ts";
+import {
+  Client,
+  ClosedError,
+  Server,
+  type ServerSocket,
+  TimeoutError,
+} from "../mod.ts";
+import { runtimeTransport, type TransportConnection } from "../transport.ts";
+
+function fixture(name: string): string {
+  return readFileSync(new URL(`./fixtures/${name}`, import.meta.url), "utf8");
+}
+
+const cert = fixture("test-only-server.pem");
+const key = fixture("test-only-server-key.pem");
+const ca = fixture("test-only-ca.pem");
+const otherCa = fixture("test-only-other-ca.pem");
+
+/** A TLS echo server that records its exceptions. */
+async function tlsEchoServer(): Promise<
+  { server: Server; exceptions: unknown[] }
+> {
+  const server = new Server({ host: HOST, port: 0, tls: { cert, key } });
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
+  server.on("data", (socket, message) => server.send(socket, message));
+  await server.start();
+  return { server, exceptions };
+}
+
+/** Proves `server` still serves: a TLS request round trip. */
+async function assertServesTls(server: Server): Promise<void> {
+  await using client = new Client({
+    host: HOST,
+    port: server.port,
+    tls: { ca },
+    reconnect: false,
+  });
+  const reply = await client.request(encoder.encode("still serving"), {
+    timeout: 5000,
+  });
+  assert.equal(decoder.decode(reply), "still serving");
+}
+
+test("tls: echo over TLS, request() and data events", async () => {
+  const { server, exceptions } = await tlsEchoServer();
+  await using _ = server;
+  const connected = next<[ServerSocket]>(server, "connected");
+  await using client = new Client({
+    host: HOST,
+    port: server.port,
+    tls: { ca },
+  });
+  await next(client, "connected");
+  const [socket] = await connected;
+  assert.equal(socket.remoteAddr.hostname, HOST);
+
+  const reply = await client.request(encoder.encode("echo"), { timeout: 5000 });
+  assert.equal(decoder.decode(reply), "echo");
+
+  const uuid = crypto.randomUUID();
+  const data = next<[{ uuid: string; data: Uint8Array }]>(client, "data");
+  client.send({ uuid, data: new Uint8Array(100_000).fill(7) });
+  const [message] = await data;
+  assert.equal(message.uuid, uuid);
+  assert.equal(message.data.length, 100_000);
+  assert.ok(message.data.every((byte) => byte === 7));
+  assert.deepEqual(exceptions, []);
+});
+
+test("tls: serverName, and a list of CAs", async () => {
+  const { server, exceptions } = await tlsEchoServer();
+  await using _ = server;
+  for (
+    const options of [
+      { host: HOST, tls: { ca: [otherCa, ca], serverName: "localhost" } },
+      { host: HOST, tls: { ca, serverName: "127.0.0.1" } },
+    ]
+  ) {
+    await using client = new Client({
+      ...options,
+      port: server.port,
+      reconnect: false,
+    });
+    const reply = await client.request(encoder.encode("named"), {
+      timeout: 5000,
+    });
+    assert.equal(decoder.decode(reply), "named");
+  }
+  assert.deepEqual(exceptions, []);
+});
+
+test("tls: a plaintext client against a TLS server fails cleanly; the server keeps serving", async () => {
+  const { server, exceptions } = await tlsEchoServer();
+  await using _ = server;
+  const serverClosed = next(server, "closed");
+  await using plain = new Client({
+    host: HOST,
+    port: server.port,
+    reconnect: false,
+  });
+  const closed = next(plain, "closed");
+  const reply = await plain.request(encoder.encode("hello?"), { timeout: 5000 })
+    .catch((error) => error);
+  assert.ok(reply instanceof ClosedError, `got ${reply}`);
+  await closed;
+  await serverClosed;
+  await until(() => exceptions.length > 0, 5000, "the server's exception");
+  assert.ok(exceptions[0] instanceof Error);
+  await until(() => server.connections.size === 0, 5000, "no connections");
+  await assertServesTls(server);
+});
+
+test("tls: a TLS client against a plaintext server fails cleanly; the server keeps serving", async () => {
+  await using server = new Server({ host: HOST, port: 0 });
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
+  server.on("data", (socket, message) => server.send(socket, message));
+  await server.start();
+
+  await using client = new Client({
+    host: HOST,
+    port: server.port,
+    tls: { ca },
+    reconnect: false,
+  });
+  let connected = false;
+  client.on("connected", () => connected = true);
+  const [error] = await next<[unknown]>(client, "exception");
+  assert.ok(error instanceof Error);
+  assert.equal(connected, false);
+  assert.equal(client.connected, false);
+  // The server saw a TLS ClientHello where a frame should be.
+  await until(() => exceptions.length > 0, 5000, "the server's exception");
+  await until(() => server.connections.size === 0, 5000, "no connections");
+
+  await using plain = new Client({
+    host: HOST,
+    port: server.port,
+    reconnect: false,
+  });
+  const reply = await plain.request(encoder.encode("plain"), { timeout: 5000 });
+  assert.equal(decoder.decode(reply), "plain");
+});
+
+test("tls: the client refuses a certificate from an untrusted CA or for another name", async () => {
+  const { server } = await tlsEchoServer();
+  await using _ = server;
+  for (
+    const tls of [{ ca: otherCa }, { ca, serverName: "example.com" }]
+  ) {
+    await using client = new Client({
+      host: HOST,
+      port: server.port,
+      tls,
+      reconnect: false,
+    });
+    let connected = false;
+    client.on("connected", () => connected = true);
+    const [error] = await next<[unknown]>(client, "exception");
+    assert.ok(error instanceof Error, `got ${error}`);
+    assert.equal(connected, false);
+  }
+  await until(() => server.connections.size === 0, 5000, "no connections");
+  await assertServesTls(server);
+});
+
+test("tls: a handshake that never completes times out, and close() does not wait for it", async () => {
+  // A listener that accepts and then says nothing at all.
+  const open = new Set<TransportConnection>();
+  const listener = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    (connection) => {
+      open.add(connection);
+      return { received() {}, ended: () => open.delete(connection) };
+    },
+  );
+  try {
+    const client = new Client({
+      host: HOST,
+      port: listener.addr.port,
+      tls: { ca },
+      timeout: 0.2,
+      reconnect: false,
+    });
+    const [error] = await next<[unknown]>(client, "exception");
+    assert.ok(error instanceof TimeoutError, `got ${error}`);
+    await client.close();
+
+    const stuck = new Client({
+      host: HOST,
+      port: listener.addr.port,
+      tls: { ca },
+      reconnect: false,
+    });
+    await until(() => open.size > 0, 5000, "the connection");
+    await stuck.close(); // would hang if it waited for the handshake
+  } finally {
+    await listener.close();
+    for (const connection of open) connection.close();
+    await until(() => open.size === 0, 5000, "raw connections to close");
+  }
+});
+
+test("tls: invalid options throw a TypeError naming the option", () => {
+  const cases: Array<[() => unknown, RegExp]> = [
+    [() => new Server({ port: 0, tls: "yes" as never }), /Invalid tls /],
+    [() => new Server({ port: 0, tls: { cert, key: "" } }), /tls\.key/],
+    [() => new Server({ port: 0, tls: { key } as never }), /tls\.cert/],
+    [
+      () => new Client({ port: 1, reconnect: false, tls: { ca: "x" } }),
+      /tls\.ca/,
+    ],
+    [
+      () => new Client({ port: 1, reconnect: false, tls: { ca: [] } }),
+      /tls\.ca/,
+    ],
+    [
+      () =>
+        new Client({
+          port: 1,
+          reconnect: false,
+          tls: { ca: [ca, 1] } as never,
+        }),
+      /tls\.ca\[1\]/,
+    ],
+    [
+      () => new Client({ port: 1, reconnect: false, tls: { serverName: "" } }),
+      /tls\.serverName/,
+    ],
+    [() => new Client({ port: 1, reconnect: false, tls: 1 as never }), /tls/],
+  ];
+  for (const [make, message] of cases) {
+    assert.throws(make, (error: unknown) => {
+      assert.ok(error instanceof TypeError, `got ${error}`);
+      assert.match((error as Error).message, message);
+      return true;
+    });
+  }
+});
