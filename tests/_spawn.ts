@@ -24,6 +24,8 @@ export interface Child {
   readonly exited: Promise<number>;
   /** Kills the child (if it still runs) and waits as `exited` does. */
   kill(): Promise<number>;
+  /** Sends SIGTERM or SIGINT, if the child still runs. */
+  signal(signal: "SIGTERM" | "SIGINT"): void;
 }
 
 /** Options of {@linkcode spawn}. */
@@ -38,7 +40,7 @@ interface RawChild {
   stderr: ReadableStream<Uint8Array>;
   write(bytes: Uint8Array): Promise<void>;
   closeStdin(): Promise<void>;
-  kill(): void;
+  kill(signal?: "SIGTERM" | "SIGINT" | "SIGKILL"): void;
   status: Promise<number>;
 }
 
@@ -154,6 +156,12 @@ export async function spawn(
       }
       return await exited;
     },
+    signal(signal) {
+      if (ended) return;
+      try {
+        raw.kill(signal);
+      } catch { /* already exited */ }
+    },
   };
   return child;
 }
@@ -178,7 +186,7 @@ async function start(
       stderr: process.stderr,
       write: (bytes) => writer.write(bytes),
       closeStdin: () => writer.close(),
-      kill: () => process.kill("SIGKILL"),
+      kill: (signal = "SIGKILL") => process.kill(signal),
       status: process.status.then((status) => status.code),
     };
   }
@@ -206,7 +214,8 @@ async function start(
       closeStdin: async () => {
         await process.stdin.end();
       },
-      kill: () => process.kill(9),
+      kill: (signal) =>
+        process.kill(signal === "SIGTERM" ? 15 : signal === "SIGINT" ? 2 : 9),
       status: process.exited,
     };
   }
@@ -233,7 +242,7 @@ async function start(
       ),
     closeStdin: () =>
       new Promise<void>((resolve) => process.stdin.end(resolve)),
-    kill: () => process.kill("SIGKILL"),
+    kill: (signal = "SIGKILL") => process.kill(signal),
     status,
   };
 }

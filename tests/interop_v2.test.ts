@@ -227,8 +227,8 @@ function tap(
   onReceived: (frame: Frame) => void,
 ): Transport {
   return {
-    listen: (address, accept) => inner.listen(address, accept),
-    connect(address, accept) {
+    listen: (...args) => inner.listen(...args),
+    connect(address, accept, options) {
       const out = new FrameDecoder({ protocol: 2 });
       const into = new FrameDecoder({ protocol: 2 });
       return inner.connect(address, (connection) => {
@@ -249,7 +249,7 @@ function tap(
           },
           ended: (error) => handler.ended(error),
         };
-      });
+      }, options);
     },
   };
 }

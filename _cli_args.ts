@@ -1,0 +1,341 @@
+/**
+ * Argument parsing, exit codes and error reporting for the command-line tool
+ * (`cli.ts`). Private: nothing here is part of the library's API.
+ *
+ * @module
+ */
+
+import { ClosedError, ProtocolError, TimeoutError } from "./errors.ts";
+
+/**
+ * The exit codes of the command-line tool, stable for scripts.
+ *
+ * @example
+ * ```ts
+ * import { ExitCode } from "./_cli_args.ts";
+ * console.assert(ExitCode.TIMEOUT === 3);
+ * ```
+ */
+export const ExitCode = {
+  /** Success. */
+  OK: 0,
+  /** Bad command line: unknown command or option, invalid value. */
+  USAGE: 1,
+  /** Connection refused, lost or failed, or the address cannot be bound. */
+  CONNECTION: 2,
+  /** No reply (or no connection) within `--timeout`. */
+  TIMEOUT: 3,
+  /** The peer sent bytes that are not valid frames. */
+  PROTOCOL: 4,
+  /** A local file (or stdin/stdout) could not be read or written. */
+  IO: 5,
+} as const;
+
+/**
+ * An error the tool reports as one line on stderr before exiting with `code`.
+ *
+ * @example
+ * ```ts
+ * import { CliError, ExitCode } from "./_cli_args.ts";
+ * const error = new CliError(ExitCode.USAGE, "missing --port");
+ * console.assert(error.code === 1);
+ * ```
+ */
+export class CliError extends Error {
+  /** The exit code. */
+  readonly code: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param code The exit code, one of {@linkcode ExitCode}.
+   * @param message One line, without a trailing period.
+   */
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "CliError";
+    this.code = code;
+  }
+}
+
+/**
+ * A usage error: exit code 1.
+ *
+ * @param message What is wrong with the command line.
+ * @returns The error, to throw.
+ *
+ * @example
+ * ```ts
+ * import { usage } from "./_cli_args.ts";
+ * console.assert(usage("missing --port").code === 1);
+ * ```
+ */
+export function usage(message: string): CliError {
+  return new CliError(ExitCode.USAGE, message);
+}
+
+/**
+ * How one option is read.
+ *
+ * @example
+ * ```ts
+ * import type { OptionSpec } from "./_cli_args.ts";
+ * const port: OptionSpec = { type: "number" };
+ * ```
+ */
+export interface OptionSpec {
+  /** A string value, a number value, or a flag without value. */
+  type: "string" | "number" | "boolean";
+  /** A one-letter alias, used as `-x`. */
+  short?: string;
+}
+
+/**
+ * What {@linkcode parseArgs} found.
+ *
+ * @example
+ * ```ts
+ * import type { ParsedArgs } from "./_cli_args.ts";
+ * const parsed: ParsedArgs = { values: { port: 80 }, positionals: [] };
+ * ```
+ */
+export interface ParsedArgs {
+  /** Option values by long name; absent options are absent. */
+  values: Record<string, string | number | boolean>;
+  /** Arguments that are not options, in order. */
+  positionals: string[];
+}
+
+/**
+ * Parses `--name value`, `--name=value`, `-x value`, flags and positionals;
+ * `--` ends the options and a lone `-` is a positional.
+ *
+ * @param argv The arguments after the subcommand.
+ * @param spec The accepted options by long name.
+ * @returns The values and positionals.
+ * @throws {CliError} With {@linkcode ExitCode.USAGE} for an unknown option,
+ *   a missing value or a value that is not a number.
+ *
+ * @example
+ * ```ts
+ * import { parseArgs } from "./_cli_args.ts";
+ * const { values } = parseArgs(["--port=7000", "-q"], {
+ *   port: { type: "number" },
+ *   quiet: { type: "boolean", short: "q" },
+ * });
+ * console.assert(values.port === 7000 && values.quiet === true);
+ * ```
+ */
+export function parseArgs(
+  argv: readonly string[],
+  spec: Record<string, OptionSpec>,
+): ParsedArgs {
+  const values: ParsedArgs["values"] = {};
+  const positionals: string[] = [];
+  const byShort = new Map<string, string>();
+  for (const [name, option] of Object.entries(spec)) {
+    if (option.short) byShort.set(option.short, name);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg === "-" || !arg.startsWith("-")) {
+      positionals.push(arg);
+      continue;
+    }
+    let name: string;
+    let inline: string | undefined;
+    if (arg.startsWith("--")) {
+      const equals = arg.indexOf("=");
+      name = equals < 0 ? arg.slice(2) : arg.slice(2, equals);
+      inline = equals < 0 ? undefined : arg.slice(equals + 1);
+    } else {
+      name = byShort.get(arg.slice(1)) ?? arg;
+    }
+    const option = Object.hasOwn(spec, name) ? spec[name] : undefined;
+    if (!option) throw usage(`unknown option ${arg.split("=")[0]}`);
+    if (option.type === "boolean") {
+      if (inline !== undefined) throw usage(`--${name} takes no value`);
+      values[name] = true;
+      continue;
+    }
+    const raw = inline ?? argv[++i];
+    if (raw === undefined) throw usage(`--${name} needs a value`);
+    if (option.type === "string") {
+      values[name] = raw;
+      continue;
+    }
+    const number = raw.trim() === "" ? NaN : Number(raw);
+    if (Number.isNaN(number)) {
+      throw usage(`--${name}: expected a number, got "${raw}"`);
+    }
+    values[name] = number;
+  }
+  return { values, positionals };
+}
+
+/**
+ * Reads a number option and checks its range.
+ *
+ * @param values Parsed values.
+ * @param name The option's long name.
+ * @param fallback The value when the option is absent (undefined: required).
+ * @param check `integer`, and the inclusive `min` / `max`.
+ * @returns The value.
+ * @throws {CliError} With {@linkcode ExitCode.USAGE} if missing or out of range.
+ *
+ * @example
+ * ```ts
+ * import { numberOption } from "./_cli_args.ts";
+ * console.assert(numberOption({}, "count", 5, { integer: true, min: 1 }) === 5);
+ * ```
+ */
+export function numberOption(
+  values: ParsedArgs["values"],
+  name: string,
+  fallback: number | undefined,
+  check: { integer?: boolean; min?: number; max?: number; above?: number } = {},
+): number {
+  const value = values[name] ?? fallback;
+  if (value === undefined) throw usage(`--${name} is required`);
+  if (typeof value !== "number") throw usage(`--${name}: expected a number`);
+  if (check.integer && !Number.isInteger(value)) {
+    throw usage(`--${name}: expected a whole number, got ${value}`);
+  }
+  if (check.min !== undefined && value < check.min) {
+    throw usage(`--${name}: expected at least ${check.min}, got ${value}`);
+  }
+  if (check.above !== undefined && !(value > check.above)) {
+    throw usage(`--${name}: expected more than ${check.above}, got ${value}`);
+  }
+  if (check.max !== undefined && value > check.max) {
+    throw usage(`--${name}: expected at most ${check.max}, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Reads `--protocol` (2 or 3, default 3).
+ *
+ * @param values Parsed values.
+ * @returns The protocol version.
+ * @throws {CliError} With {@linkcode ExitCode.USAGE} for any other value.
+ *
+ * @example
+ * ```ts
+ * import { protocolOption } from "./_cli_args.ts";
+ * console.assert(protocolOption({ protocol: 2 }) === 2);
+ * ```
+ */
+export function protocolOption(values: ParsedArgs["values"]): 2 | 3 {
+  const protocol = values.protocol ?? 3;
+  if (protocol !== 2 && protocol !== 3) {
+    throw usage(`--protocol: expected 2 or 3, got ${protocol}`);
+  }
+  return protocol;
+}
+
+/**
+ * Whether an error (or its cause) is a refused connection, on any runtime.
+ *
+ * @param error What a connect attempt threw.
+ * @returns True for a refused connection.
+ *
+ * @example
+ * ```ts
+ * import { isConnectionRefused } from "./_cli_args.ts";
+ * console.assert(isConnectionRefused(Object.assign(new Error("x"), { code: "ECONNREFUSED" })));
+ * ```
+ */
+export function isConnectionRefused(error: unknown): boolean {
+  for (let e = error, depth = 0; e && depth < 5; depth++) {
+    const { name, code, message } = e as {
+      name?: string;
+      code?: string;
+      message?: string;
+    };
+    if (name === "ConnectionRefused" || code === "ECONNREFUSED") return true;
+    if (typeof message === "string" && /refused/i.test(message)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
+ * Turns what a command threw into a {@linkcode CliError}: the exit code and a
+ * one-line message that names the peer.
+ *
+ * @param error What was thrown.
+ * @param peer `host:port` of the peer, for the message.
+ * @returns The error to report.
+ *
+ * @example
+ * ```ts
+ * import { toCliError } from "./_cli_args.ts";
+ * import { TimeoutError } from "./errors.ts";
+ * console.assert(toCliError(new TimeoutError("no reply", 5), "127.0.0.1:7").code === 3);
+ * ```
+ */
+export function toCliError(error: unknown, peer: string): CliError {
+  if (error instanceof CliError) return error;
+  if (error instanceof TimeoutError) {
+    return new CliError(
+      ExitCode.TIMEOUT,
+      `timeout: no reply from ${peer} within ${Math.round(error.timeout)} ms`,
+    );
+  }
+  const protocolError = findCause(error, ProtocolError);
+  if (protocolError) {
+    return new CliError(
+      ExitCode.PROTOCOL,
+      `protocol error from ${peer}: ${protocolError.message} (does the peer speak this --protocol?)`,
+    );
+  }
+  if (error instanceof ClosedError) {
+    return new CliError(
+      ExitCode.CONNECTION,
+      `connection to ${peer} closed before the reply`,
+    );
+  }
+  if (isConnectionRefused(error)) {
+    return new CliError(
+      ExitCode.CONNECTION,
+      `connection refused: nothing is listening on ${peer}`,
+    );
+  }
+  return new CliError(
+    ExitCode.CONNECTION,
+    `connection to ${peer} failed: ${oneLine(error)}`,
+  );
+}
+
+/**
+ * The message of an error on one line.
+ *
+ * @param error Anything thrown.
+ * @returns Its message, whitespace collapsed.
+ *
+ * @example
+ * ```ts
+ * import { oneLine } from "./_cli_args.ts";
+ * console.assert(oneLine(new Error("a\nb")) === "a b");
+ * ```
+ */
+export function oneLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\s+/g, " ").trim();
+}
+
+function findCause<T extends Error>(
+  error: unknown,
+  type: abstract new (...args: never[]) => T,
+): T | undefined {
+  for (let e = error, depth = 0; e && depth < 5; depth++) {
+    if (e instanceof type) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -1,0 +1,551 @@
+/**
+ * The `serve`, `send` and `ping` subcommands of the command-line tool
+ * (`cli.ts`). Private: nothing here is part of the library's API.
+ *
+ * @module
+ */
+
+import { Client } from "./client.ts";
+import {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  type ProtocolVersion,
+  SIGN_DATA,
+  SIGN_PING,
+} from "./codec.ts";
+import { ClosedError, ProtocolError, TimeoutError } from "./errors.ts";
+import { Server } from "./server.ts";
+import { runtimeTransport, type TransportConnection } from "./transport.ts";
+import {
+  CliError,
+  ExitCode,
+  numberOption,
+  oneLine,
+  parseArgs,
+  type ParsedArgs,
+  protocolOption,
+  toCliError,
+  usage,
+} from "./_cli_args.ts";
+import type { CliIo } from "./_cli_io.ts";
+
+/** Host every subcommand uses unless `--host` says otherwise. */
+export const CLI_DEFAULT_HOST = "127.0.0.1";
+
+const encoder = new TextEncoder();
+
+/** Options every client subcommand takes. */
+export const CLIENT_OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  host: { type: "string" },
+  port: { type: "number", short: "p" },
+  protocol: { type: "number" },
+  timeout: { type: "number", short: "t" },
+} as const;
+
+/** Where to connect, as the client subcommands read it. */
+export interface Target {
+  host: string;
+  port: number;
+  protocol: ProtocolVersion;
+  /** `host:port`, for messages. */
+  peer: string;
+}
+
+/** Reads `--host`, `--port` (required) and `--protocol`. */
+export function targetOptions(values: ParsedArgs["values"]): Target {
+  const host = String(values.host ?? CLI_DEFAULT_HOST);
+  const port = numberOption(values, "port", undefined, {
+    integer: true,
+    min: 1,
+    max: 65535,
+  });
+  const protocol = protocolOption(values);
+  const peer = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return { host, port, protocol, peer };
+}
+
+/** Reads `--timeout` in seconds (fractions allowed) and returns milliseconds. */
+export function timeoutOption(
+  values: ParsedArgs["values"],
+  fallbackSeconds: number,
+): number {
+  return numberOption(values, "timeout", fallbackSeconds, { above: 0 }) * 1000;
+}
+
+// ----------------------------------------------------------------- serve ----
+
+/** Help text of `serve`. */
+export const SERVE_HELP = `Usage: tcp-framework serve [options]
+
+Runs a server for trying clients: it answers every request with its own
+payload (echo), or with a fixed reply. Prints "listening on HOST:PORT" on
+stdout once listening, logs connections on stderr, and stops on Ctrl-C
+(SIGINT) or SIGTERM.
+
+Options:
+  --host <host>          address to listen on (default ${CLI_DEFAULT_HOST})
+  -p, --port <port>      port to listen on; 0 picks a free one (default 0)
+  --protocol <2|3>       wire protocol (default 3; 2 for @qtk/tcp-framework 2.x peers)
+  --reply <text|@file>   answer every request with this text, or the bytes of file
+  -v, --verbose          also log every request
+  -q, --quiet            log nothing on stderr
+  -h, --help             show this help
+
+Exit codes: 0 stopped by a signal, 1 usage error, 2 cannot listen, 5 cannot read --reply file.
+`;
+
+/** `tcp-framework serve`: an echo or fixed-reply server. */
+export async function serve(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs(argv, {
+    help: { type: "boolean", short: "h" },
+    host: { type: "string" },
+    port: { type: "number", short: "p" },
+    protocol: { type: "number" },
+    reply: { type: "string" },
+    verbose: { type: "boolean", short: "v" },
+    quiet: { type: "boolean", short: "q" },
+  });
+  if (values.help) {
+    await io.stdout(SERVE_HELP);
+    return ExitCode.OK;
+  }
+  if (positionals.length > 0) {
+    throw usage(`serve takes no argument, got "${positionals[0]}"`);
+  }
+  const host = String(values.host ?? CLI_DEFAULT_HOST);
+  const port = numberOption(values, "port", 0, {
+    integer: true,
+    min: 0,
+    max: 65535,
+  });
+  const protocol = protocolOption(values);
+  let reply: Uint8Array | undefined;
+  if (typeof values.reply === "string") {
+    reply = values.reply.startsWith("@")
+      ? await readInput(io, values.reply.slice(1))
+      : encoder.encode(values.reply);
+  }
+
+  let logs = Promise.resolve();
+  const log = (line: string) => {
+    if (!values.quiet) {
+      logs = logs.then(() => io.stderr(line + "\n")).catch(() => {});
+    }
+  };
+  const server = new Server({ host, port, protocol });
+  const name = (socket: { remoteAddr: { hostname: string; port: number } }) =>
+    `${socket.remoteAddr.hostname}:${socket.remoteAddr.port}`;
+  server.on("connected", (socket) => log(`connected ${name(socket)}`));
+  server.on("closed", (socket) => log(`closed ${name(socket)}`));
+  server.on(
+    "exception",
+    (socket, error) =>
+      log(`error ${socket ? name(socket) + " " : ""}${oneLine(error)}`),
+  );
+  server.on("data", (socket, { uuid, data }) => {
+    if (values.verbose) {
+      log(`request ${name(socket)} ${uuid} ${data.length} bytes`);
+    }
+    socket.send({ uuid, data: reply ?? data });
+  });
+  try {
+    await server.start();
+  } catch (error) {
+    throw new CliError(
+      ExitCode.CONNECTION,
+      `cannot listen on ${host}:${port}: ${oneLine(error)}`,
+    );
+  }
+  let stopInterrupts = () => {};
+  try {
+    await io.stdout(
+      `listening on ${host}:${server.port} (protocol ${protocol}, ${
+        reply ? `fixed reply of ${reply.length} bytes` : "echo"
+      })\n`,
+    );
+    await new Promise<void>((resolve) => {
+      stopInterrupts = io.onInterrupt(resolve);
+    });
+    log("stopping");
+  } finally {
+    stopInterrupts();
+    await server.stop();
+    await logs;
+  }
+  return ExitCode.OK;
+}
+
+// ------------------------------------------------------------------ send ----
+
+/** Help text of `send`. */
+export const SEND_HELP = `Usage: tcp-framework send [options] [payload]
+
+Sends one request and prints the reply's payload on stdout, byte for byte.
+The payload is the argument (as UTF-8 text), the bytes of --file, or stdin
+when neither is given (or the argument is "-").
+
+Options:
+  --host <host>          server address (default ${CLI_DEFAULT_HOST})
+  -p, --port <port>      server port (required)
+  --protocol <2|3>       wire protocol (default 3; 2 for @qtk/tcp-framework 2.x servers)
+  -f, --file <path>      send the bytes of this file
+  -o, --out <path>       write the reply to this file instead of stdout
+  -t, --timeout <sec>    give up after this long, connecting included (default 10)
+  -h, --help             show this help
+
+Exit codes: 0 reply received, 1 usage error, 2 connection refused or lost,
+3 timeout, 4 protocol error, 5 cannot read or write a file.
+`;
+
+/** `tcp-framework send`: one request, the reply on stdout. */
+export async function send(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs(argv, {
+    ...CLIENT_OPTIONS,
+    file: { type: "string", short: "f" },
+    out: { type: "string", short: "o" },
+  });
+  if (values.help) {
+    await io.stdout(SEND_HELP);
+    return ExitCode.OK;
+  }
+  const target = targetOptions(values);
+  const timeout = timeoutOption(values, 10);
+  if (positionals.length > 1) throw usage("send takes at most one payload");
+  if (positionals.length === 1 && values.file !== undefined) {
+    throw usage("give the payload as an argument or --file, not both");
+  }
+  const payload = typeof values.file === "string"
+    ? await readInput(io, values.file)
+    : positionals.length === 1 && positionals[0] !== "-"
+    ? encoder.encode(positionals[0])
+    : await readInput(io, "-");
+
+  const deadline = performance.now() + timeout;
+  const client = new Client({
+    host: target.host,
+    port: target.port,
+    protocol: target.protocol,
+    reconnect: false,
+  });
+  let protocolError: ProtocolError | undefined;
+  client.on("exception", (error) => {
+    if (error instanceof ProtocolError) protocolError ??= error;
+  });
+  let reply: Uint8Array;
+  try {
+    await connected(client, timeout);
+    reply = await client.request(payload, {
+      timeout: Math.max(0, deadline - performance.now()),
+    });
+  } catch (error) {
+    // Report the whole --timeout, not what was left of it for the reply.
+    const reported = error instanceof TimeoutError
+      ? new TimeoutError(error.message, timeout)
+      : error;
+    throw toCliError(protocolError ?? reported, target.peer);
+  } finally {
+    await client.close();
+  }
+  if (typeof values.out === "string") {
+    try {
+      await io.writeFile(values.out, reply);
+    } catch (error) {
+      throw new CliError(
+        ExitCode.IO,
+        `cannot write ${values.out}: ${oneLine(error)}`,
+      );
+    }
+  } else {
+    await io.stdout(reply);
+  }
+  return ExitCode.OK;
+}
+
+/** Resolves once `client` is connected; rejects with its first exception. */
+export function connected(client: Client, timeoutMs: number): Promise<void> {
+  if (client.connected) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off("connected", onConnected);
+      client.off("exception", onException);
+    };
+    const onConnected = () => {
+      done();
+      resolve();
+    };
+    const onException = (error: unknown) => {
+      done();
+      reject(error);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(
+        new TimeoutError(
+          `Not connected within ${Math.round(timeoutMs)} ms`,
+          Math.round(timeoutMs),
+        ),
+      );
+    }, timeoutMs);
+    client.on("connected", onConnected);
+    client.on("exception", onException);
+  });
+}
+
+/** Reads a file, or stdin for "-", turning failures into exit code 5. */
+export async function readInput(io: CliIo, path: string): Promise<Uint8Array> {
+  try {
+    return path === "-" ? await io.readStdin() : await io.readFile(path);
+  } catch (error) {
+    throw new CliError(
+      ExitCode.IO,
+      `cannot read ${path === "-" ? "stdin" : path}: ${oneLine(error)}`,
+    );
+  }
+}
+
+// ------------------------------------------------------------------ ping ----
+
+/** Help text of `ping`. */
+export const PING_HELP = `Usage: tcp-framework ping [options]
+
+Measures round-trip times to a server: sends PING frames one at a time (a
+server echoes every PING unchanged), or requests with --request (for servers
+that echo requests), and prints each time and min/avg/max.
+
+Options:
+  --host <host>          server address (default ${CLI_DEFAULT_HOST})
+  -p, --port <port>      server port (required)
+  --protocol <2|3>       wire protocol (default 3)
+  -c, --count <n>        round trips (default 5)
+  -i, --interval <sec>   pause between round trips (default 0.2)
+  -s, --size <bytes>     payload size of each frame (default 0)
+  --request              send DATA requests instead of PINGs
+  -t, --timeout <sec>    wait this long for each reply, and to connect (default 5)
+  --json                 print one JSON object instead of text
+  -h, --help             show this help
+
+Exit codes: 0 every reply received, 1 usage error, 2 connection refused or
+lost, 3 at least one reply timed out, 4 protocol error.
+`;
+
+/** `tcp-framework ping`: round-trip times of PINGs or requests. */
+export async function ping(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs(argv, {
+    ...CLIENT_OPTIONS,
+    count: { type: "number", short: "c" },
+    interval: { type: "number", short: "i" },
+    size: { type: "number", short: "s" },
+    request: { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (values.help) {
+    await io.stdout(PING_HELP);
+    return ExitCode.OK;
+  }
+  if (positionals.length > 0) {
+    throw usage(`ping takes no argument, got "${positionals[0]}"`);
+  }
+  const target = targetOptions(values);
+  const timeout = timeoutOption(values, 5);
+  const count = numberOption(values, "count", 5, { integer: true, min: 1 });
+  const interval = numberOption(values, "interval", 0.2, { min: 0 }) * 1000;
+  const size = numberOption(values, "size", 0, { integer: true, min: 0 });
+  const sign = values.request ? SIGN_DATA : SIGN_PING;
+  const json = values.json === true;
+  const payload = new Uint8Array(size).map((_, i) => i & 0xff);
+
+  let peer: RawPeer;
+  try {
+    peer = await RawPeer.open(target, timeout);
+  } catch (error) {
+    throw toCliError(error, target.peer);
+  }
+  const times: number[] = [];
+  let lost = 0;
+  try {
+    if (!json) {
+      await io.stdout(
+        `PING ${target.peer} (protocol ${target.protocol}, ${
+          values.request ? "DATA requests" : "PING frames"
+        }, ${size} payload bytes)\n`,
+      );
+    }
+    for (let seq = 1; seq <= count; seq++) {
+      if (seq > 1 && interval > 0) await sleep(interval);
+      try {
+        const time = await peer.roundTrip(sign, payload, timeout);
+        times.push(time);
+        if (!json) await io.stdout(`seq=${seq} time=${time.toFixed(3)} ms\n`);
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+        lost++;
+        if (!json) await io.stdout(`seq=${seq} timeout\n`);
+      }
+    }
+  } catch (error) {
+    throw toCliError(error, target.peer);
+  } finally {
+    await peer.close();
+  }
+  const min = times.length ? Math.min(...times) : NaN;
+  const max = times.length ? Math.max(...times) : NaN;
+  const avg = times.length
+    ? times.reduce((sum, time) => sum + time, 0) / times.length
+    : NaN;
+  if (json) {
+    await io.stdout(
+      JSON.stringify({
+        peer: target.peer,
+        protocol: target.protocol,
+        mode: values.request ? "request" : "ping",
+        sent: count,
+        received: times.length,
+        lost,
+        timesMs: times,
+        minMs: times.length ? min : null,
+        avgMs: times.length ? avg : null,
+        maxMs: times.length ? max : null,
+      }) + "\n",
+    );
+  } else {
+    await io.stdout(
+      `--- ${target.peer} ---\n${count} sent, ${times.length} received, ${lost} lost` +
+        (times.length
+          ? `; rtt min/avg/max = ${min.toFixed(3)}/${avg.toFixed(3)}/${
+            max.toFixed(3)
+          } ms\n`
+          : "\n"),
+    );
+  }
+  if (lost > 0) {
+    if (!json) {
+      await io.stderr(
+        `tcp-framework: timeout: ${lost} of ${count} replies from ${target.peer} missing after ${timeout} ms\n`,
+      );
+    }
+    return ExitCode.TIMEOUT;
+  }
+  return ExitCode.OK;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A connection below the Client: frames in, frames out, replies matched by
+ * uuid. The Client never surfaces PING echoes, so `ping` needs this.
+ */
+class RawPeer {
+  readonly #protocol: ProtocolVersion;
+  readonly #waiting = new Map<string, (frame: Frame) => void>();
+  #connection: TransportConnection | undefined;
+  #failure: unknown;
+  #failed: ((error: unknown) => void) | undefined;
+  #ended!: Promise<void>;
+
+  private constructor(protocol: ProtocolVersion) {
+    this.#protocol = protocol;
+  }
+
+  static async open(target: Target, timeoutMs: number): Promise<RawPeer> {
+    const peer = new RawPeer(target.protocol);
+    const decoder = new FrameDecoder({ protocol: target.protocol });
+    let ended!: () => void;
+    peer.#ended = new Promise((resolve) => ended = resolve);
+    const connecting = runtimeTransport().connect(
+      { hostname: target.host, port: target.port },
+      (connection) => ({
+        received: (chunk) => {
+          try {
+            decoder.push(
+              chunk,
+              (frame) => peer.#waiting.get(frame.uuid)?.(frame),
+            );
+          } catch (error) {
+            peer.#fail(error);
+            connection.close();
+          }
+        },
+        ended: (error) => {
+          peer.#fail(
+            new ClosedError("Connection closed before the reply", {
+              cause: error,
+            }),
+          );
+          ended();
+        },
+      }),
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new TimeoutError(
+              `Not connected within ${timeoutMs} ms`,
+              timeoutMs,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      peer.#connection = await Promise.race([connecting, timedOut]);
+    } catch (error) {
+      connecting.then((connection) => connection.close(), () => {});
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    return peer;
+  }
+
+  /** Sends one frame and resolves with the milliseconds until its echo. */
+  roundTrip(
+    sign: typeof SIGN_DATA | typeof SIGN_PING,
+    payload: Uint8Array,
+    timeoutMs: number,
+  ): Promise<number> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    const uuid = this.#protocol === 3
+      ? crypto.randomUUID()
+      : crypto.randomUUID().replaceAll("-", "");
+    const bytes = encodeFrame({ sign, uuid, payload }, this.#protocol);
+    return new Promise<number>((resolve, reject) => {
+      const started = performance.now();
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(uuid);
+        this.#failed = undefined;
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new TimeoutError(`No reply within ${timeoutMs} ms`, timeoutMs));
+      }, timeoutMs);
+      this.#failed = (error) => {
+        done();
+        reject(error);
+      };
+      this.#waiting.set(uuid, (frame) => {
+        if (frame.sign !== sign) return;
+        done();
+        resolve(performance.now() - started);
+      });
+      this.#connection!.write(bytes)?.catch((error) => this.#fail(error));
+    });
+  }
+
+  #fail(error: unknown): void {
+    this.#failure ??= error;
+    this.#failed?.(this.#failure);
+  }
+
+  async close(): Promise<void> {
+    this.#connection?.close();
+    await this.#ended;
+  }
+}

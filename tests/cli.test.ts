@@ -1,0 +1,199 @@
+// The command-line tool (cli.ts), run as a child process under the runtime
+// running the tests, against servers and clients made in the test.
+
+import assert from "node:assert/strict";
+import { runtime, test } from "./_harness.ts";
+import { decoder, encoder, HOST, next } from "./_helpers.ts";
+import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
+import { Client, Server } from "../mod.ts";
+import { ExitCode } from "../cli.ts";
+import { runtimeTransport } from "../transport.ts";
+
+const CLI = decodeURIComponent(new URL("../cli.ts", import.meta.url).pathname);
+
+function cli(...args: string[]): Promise<Child> {
+  const runArgs = runtime === "deno"
+    ? ["run", "--allow-net", "--allow-read", "--allow-write", CLI, ...args]
+    : [CLI, ...args];
+  return spawn(runtimeExecutable(), runArgs);
+}
+
+/** Runs the tool to its end, feeding `stdin` (then closing it). */
+async function run(
+  args: string[],
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = await cli(...args);
+  try {
+    if (stdin !== undefined) await child.write(stdin);
+    await child.closeStdin();
+    const code = await child.exited;
+    return { code, stdout: child.stdout(), stderr: child.stderr() };
+  } finally {
+    await child.kill();
+  }
+}
+
+async function echoServer(): Promise<Server> {
+  const server = new Server({ host: HOST, port: 0 });
+  server.on("data", (socket, message) => socket.send(message));
+  await server.start();
+  return server;
+}
+
+test("cli: --help at the top level and per command", async () => {
+  const top = await run(["--help"]);
+  assert.equal(top.code, ExitCode.OK);
+  for (const command of ["serve", "send", "ping", "bench"]) {
+    assert.match(top.stdout, new RegExp(`^  ${command} `, "m"));
+  }
+  assert.match(top.stdout, /^Exit codes:/m);
+  const send = await run(["send", "--help"]);
+  assert.equal(send.code, ExitCode.OK);
+  assert.match(send.stdout, /^Usage: tcp-framework send/);
+  const bad = await run(["send", "--port", "1", "--nope"]);
+  assert.equal(bad.code, ExitCode.USAGE);
+  assert.equal(bad.stderr.trim().split("\n").length, 1);
+  assert.match(bad.stderr, /unknown option --nope/);
+});
+
+test("cli: send prints the echo, from an argument and from stdin", async () => {
+  await using server = await echoServer();
+  const fromArgument = await run([
+    "send",
+    "--port",
+    String(server.port),
+    "hello",
+  ]);
+  assert.equal(fromArgument.code, ExitCode.OK, fromArgument.stderr);
+  assert.equal(fromArgument.stdout, "hello");
+  const fromStdin = await run(
+    ["send", "--port", String(server.port)],
+    "from stdin\nwith two lines",
+  );
+  assert.equal(fromStdin.code, ExitCode.OK, fromStdin.stderr);
+  assert.equal(fromStdin.stdout, "from stdin\nwith two lines");
+});
+
+test("cli: serve answers a Client, then stops on SIGTERM", async () => {
+  const child = await cli("serve", "--port", "0", "--reply", "pong");
+  try {
+    const line = await child.waitFor(/^listening on /, 10_000);
+    const port = Number(/:(\d+) /.exec(line)![1]);
+    await using client = new Client({ host: HOST, port, reconnect: false });
+    await next(client, "connected");
+    const reply = await client.request(encoder.encode("ping"), {
+      timeout: 5000,
+    });
+    assert.equal(decoder.decode(reply), "pong");
+    await client.close();
+    child.signal("SIGTERM");
+    assert.equal(await child.exited, ExitCode.OK);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("cli: a refused connection exits 2 with one clear line", async () => {
+  const server = new Server({ host: HOST, port: 0 });
+  await server.start();
+  const port = server.port;
+  await server.stop(); // nothing listens there now
+  const result = await run(["send", "--port", String(port), "x"]);
+  assert.equal(result.code, ExitCode.CONNECTION);
+  assert.equal(result.stdout, "");
+  assert.equal(
+    result.stderr,
+    `tcp-framework: connection refused: nothing is listening on ${HOST}:${port}\n`,
+  );
+});
+
+test("cli: no reply exits 3, a malformed reply exits 4", async () => {
+  await using silent = new Server({ host: HOST, port: 0 });
+  await silent.start();
+  const timedOut = await run([
+    "send",
+    "--port",
+    String(silent.port),
+    "--timeout",
+    "0.3",
+    "x",
+  ]);
+  assert.equal(timedOut.code, ExitCode.TIMEOUT);
+  assert.match(
+    timedOut.stderr,
+    /^tcp-framework: timeout: no reply from .* within 300 ms\n$/,
+  );
+
+  // A listener that answers anything with bytes that are not a frame.
+  const open = new Set<Promise<void>>();
+  const garbage = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    (connection) => {
+      let ended!: () => void;
+      const done = new Promise<void>((resolve) => ended = resolve);
+      open.add(done);
+      return {
+        received: () =>
+          connection.write(new Uint8Array(64).fill(0xee))?.catch(() => {}),
+        ended: () => {
+          open.delete(done);
+          ended();
+        },
+      };
+    },
+  );
+  try {
+    const malformed = await run([
+      "send",
+      "--port",
+      String(garbage.addr.port),
+      "x",
+    ]);
+    assert.equal(malformed.code, ExitCode.PROTOCOL);
+    assert.match(malformed.stderr, /^tcp-framework: protocol error from .*\n$/);
+  } finally {
+    await garbage.close();
+    await Promise.all(open);
+  }
+});
+
+test("cli: ping and bench report on an echo server", async () => {
+  await using server = await echoServer();
+  const port = String(server.port);
+  const ping = await run([
+    "ping",
+    "--port",
+    port,
+    "--count",
+    "3",
+    "--interval",
+    "0",
+  ]);
+  assert.equal(ping.code, ExitCode.OK, ping.stderr);
+  assert.match(
+    ping.stdout,
+    /^3 sent, 3 received, 0 lost; rtt min\/avg\/max = /m,
+  );
+  const bench = await run([
+    "bench",
+    "--port",
+    port,
+    "--connections",
+    "2",
+    "--inflight",
+    "4",
+    "--size",
+    "100",
+    "--duration",
+    "0.3",
+    "--json",
+  ]);
+  assert.equal(bench.code, ExitCode.OK, bench.stderr);
+  const summary = JSON.parse(bench.stdout);
+  assert.ok(summary.messages > 0);
+  assert.equal(summary.errors, 0);
+  assert.equal(summary.connections, 2);
+  assert.ok(summary.latencyMs.p50 <= summary.latencyMs.p99);
+  assert.equal(bench.stderr, ""); // no progress line: stderr is not a terminal
+});
