@@ -1,0 +1,192 @@
+// Slow readers: a server sending to a client that stops reading, a client
+// sending to a server that stops reading. What waits to be written stays
+// within maxBufferedBytes (plus, at most, the one frame an empty buffer always
+// takes); past it send refuses with BufferFullError, drained() waits for room,
+// and nothing else grows.
+
+import assert from "node:assert/strict";
+import { runtime, test } from "./_harness.ts";
+import { HOST, next, sleep, until } from "./_helpers.ts";
+import { memory, silentClient, silentServer } from "./_silent.ts";
+import { BufferFullError, Client, Server, type ServerSocket } from "../mod.ts";
+import { DEFAULT_MAX_BUFFERED_BYTES } from "../server.ts";
+
+const MiB = 1024 * 1024;
+
+/** Sends `size`-byte messages until one is refused; returns bytes accepted. */
+function fill(
+  send: (data: Uint8Array) => void,
+  size: number,
+  max: number,
+): { accepted: number; refused: BufferFullError | undefined } {
+  let accepted = 0;
+  for (let i = 0; i < max; i++) {
+    try {
+      send(new Uint8Array(size));
+      accepted += size;
+    } catch (error) {
+      if (error instanceof BufferFullError) return { accepted, refused: error };
+      throw error;
+    }
+  }
+  return { accepted, refused: undefined };
+}
+
+/**
+ * Sends 16 KiB messages until the runtime stops taking bytes (the kernel's
+ * buffers are full) and a send is refused: bounded to 2,000 rounds.
+ */
+async function fillUp(
+  send: (data: Uint8Array) => void,
+  buffered: () => number,
+  limit: number,
+): Promise<{ accepted: number; refused: BufferFullError | undefined }> {
+  let accepted = 0;
+  let refused: BufferFullError | undefined;
+  let stuck = 0;
+  for (let round = 0; round < 2000 && stuck < 5; round++) {
+    const result = fill(send, 16 * 1024, 1000);
+    accepted += result.accepted;
+    refused = result.refused ?? refused;
+    assert.ok(buffered() <= limit);
+    const before = buffered();
+    await sleep(5);
+    stuck = buffered() === before && before > 0 ? stuck + 1 : 0;
+  }
+  return { accepted, refused };
+}
+
+test("server to a client that stops reading: send refuses past maxBufferedBytes, drained() waits for room", async () => {
+  const limit = 256 * 1024;
+  await using server = new Server({
+    host: HOST,
+    port: 0,
+    maxBufferedBytes: limit,
+  });
+  await server.start();
+  const connected = next<[ServerSocket]>(server, "connected");
+  const peer = await silentClient(server.port);
+  try {
+    const [socket] = await connected;
+    const uuid = crypto.randomUUID();
+    const send = (data: Uint8Array) => socket.send({ uuid, data });
+    // Fill the kernel's buffers, then ours: keep sending until the runtime
+    // stops taking bytes, with our buffer at its limit.
+    const { accepted, refused } = await fillUp(
+      send,
+      () => socket.bufferedAmount,
+      limit,
+    );
+    assert.ok(refused, "a send must be refused once the peer stops reading");
+    assert.equal(refused.limit, limit);
+    assert.ok(refused.buffered + refused.frameSize > limit);
+    assert.ok(socket.bufferedAmount <= limit);
+    // drained() waits while nobody reads...
+    let drained = false;
+    const draining = socket.drained().then(() => (drained = true));
+    await sleep(100);
+    assert.equal(drained, false);
+    assert.throws(() => send(new Uint8Array(16 * 1024)), BufferFullError);
+    // ...and resolves once the peer reads again; every accepted byte arrives.
+    peer.resume();
+    await draining;
+    assert.equal(socket.bufferedAmount, 0);
+    const frames = accepted / (16 * 1024);
+    await until(
+      () => peer.received === accepted + 45 * frames,
+      5000,
+      "every accepted byte at the peer",
+    );
+    send(new Uint8Array(16)); // room again
+    await socket.drained();
+  } finally {
+    await peer.close();
+  }
+});
+
+test("client to a server that stops reading: send and request refuse past maxBufferedBytes, drained() waits for room", async () => {
+  const limit = 256 * 1024;
+  const silent = silentServer();
+  const client = new Client({
+    host: HOST,
+    port: silent.port,
+    maxBufferedBytes: limit,
+    reconnect: false,
+  });
+  try {
+    await next(client, "connected");
+    const uuid = crypto.randomUUID();
+    const { refused } = await fillUp(
+      (data) => client.send({ uuid, data }),
+      () => client.bufferedAmount,
+      limit,
+    );
+    assert.ok(refused, "a send must be refused once the server stops reading");
+    const request = await client.request(new Uint8Array(32 * 1024), {
+      timeout: 1000,
+    }).catch((error) => error);
+    assert.ok(request instanceof BufferFullError, String(request));
+    let drained = false;
+    const draining = client.drained().then(() => (drained = true));
+    await sleep(100);
+    assert.equal(drained, false);
+    await until(() => silent.peers.length === 1, 2000, "the accepted socket");
+    silent.peers[0].resume();
+    await draining;
+    assert.equal(client.bufferedAmount, 0);
+  } finally {
+    await client.close();
+    await silent.close();
+  }
+});
+
+test("memory stays bounded while a server keeps sending to a peer that never reads (default limit)", async () => {
+  await using server = new Server({ host: HOST, port: 0 });
+  await server.start();
+  const connected = next<[ServerSocket]>(server, "connected");
+  const peer = await silentClient(server.port);
+  try {
+    const [socket] = await connected;
+    const uuid = crypto.randomUUID();
+    const before = memory();
+    let peakUsed = before.used;
+    let peakRss = before.rss;
+    let peakBuffered = 0;
+    let accepted = 0;
+    let refused = 0;
+    const SIZE = MiB;
+    // 1,000 sends of a fresh 1 MiB payload: 1 GiB offered to a peer that
+    // takes nothing. Bounded in count (and, with short sleeps, in time).
+    for (let i = 0; i < 1000; i++) {
+      try {
+        socket.send({ uuid, data: new Uint8Array(SIZE) });
+        accepted++;
+      } catch (error) {
+        if (!(error instanceof BufferFullError)) throw error;
+        refused++;
+      }
+      peakBuffered = Math.max(peakBuffered, socket.bufferedAmount);
+      assert.ok(socket.bufferedAmount <= DEFAULT_MAX_BUFFERED_BYTES);
+      if (i % 50 === 49) {
+        await sleep(1); // let writes (that cannot complete) progress
+        const now = memory();
+        peakUsed = Math.max(peakUsed, now.used);
+        peakRss = Math.max(peakRss, now.rss);
+      }
+    }
+    console.log(
+      `memory[${runtime}] non-reading peer, maxBufferedBytes ${
+        DEFAULT_MAX_BUFFERED_BYTES / MiB
+      } MiB: offered ${1000} MiB, accepted ${accepted} MiB, refused ${refused}; peak bufferedAmount ${
+        (peakBuffered / MiB).toFixed(2)
+      } MiB; heap+external growth ${
+        ((peakUsed - before.used) / MiB).toFixed(1)
+      } MiB, RSS growth ${((peakRss - before.rss) / MiB).toFixed(1)} MiB`,
+    );
+    assert.ok(refused > 900, `only ${refused} of 1000 sends refused`);
+    // What the framework holds is the limit; the rest went to the kernel.
+    assert.ok(accepted * SIZE <= DEFAULT_MAX_BUFFERED_BYTES + 64 * MiB);
+  } finally {
+    await peer.close();
+  }
+});
