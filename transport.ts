@@ -564,8 +564,14 @@ class BunConnection implements TransportConnection {
     const failed = this.#writeFailed;
     this.#unwritten = this.#written = this.#writeFailed = undefined;
     failed?.(new Error("Socket closed before the write completed"));
-    this.handler?.ended(error ?? this.failure);
+    if (this.handler) this.handler.ended(error ?? this.failure);
+    // Closed while `accept` ran (Bun calls `close` inside `end()`): report it
+    // once the handler exists, or it would never learn of the close.
+    else this.endedEarly = { error: error ?? this.failure };
   }
+
+  /** Set when the socket closed before its handler was set. */
+  endedEarly: { error: Error | undefined } | undefined;
 
   close(): void {
     if (this.#closing) return;
@@ -589,6 +595,8 @@ function bunHandlers(
   const start = (connection: BunConnection) => {
     connection.handler = accept(connection);
     opened?.(connection);
+    const early = connection.endedEarly;
+    if (early) connection.handler.ended(early.error);
   };
   return {
     binaryType: "uint8array",
