@@ -37,6 +37,13 @@ export class FramedConnection implements ConnectionHandler {
   lastReceived = performance.now();
   /** performance.now() of the last frame queued for sending. */
   lastSent = performance.now();
+  /**
+   * performance.now() at which a frame header began arriving, while it is
+   * still incomplete. A header is 45 bytes: a peer that takes longer than the
+   * silence timeout to send one (dribbling a byte now and then) is dropped.
+   */
+  headerSince: number | undefined;
+  #framesIn = 0;
 
   readonly #transport: TransportConnection;
   readonly #events: FramedConnectionEvents;
@@ -71,7 +78,10 @@ export class FramedConnection implements ConnectionHandler {
       maxFrameSize: options.maxFrameSize,
       protocol: options.protocol,
     });
-    this.#onFrame = (frame) => this.#events.frame(frame);
+    this.#onFrame = (frame) => {
+      this.#framesIn++;
+      this.#events.frame(frame);
+    };
   }
 
   get remoteAddr() {
@@ -87,16 +97,31 @@ export class FramedConnection implements ConnectionHandler {
     return this.#closing || this.#closed;
   }
 
+  /** The last sign of progress: `headerSince` if set, else `lastReceived`. */
+  get lastProgress(): number {
+    return this.headerSince ?? this.lastReceived;
+  }
+
   // ConnectionHandler: called by the transport.
   received(chunk: Uint8Array): void {
-    this.lastReceived = performance.now();
+    const now = this.lastReceived = performance.now();
     if (this.#closing) return;
+    const framesBefore = this.#framesIn;
     try {
       this.#decoder.push(chunk, this.#onFrame);
     } catch (error) {
       this.#closing = true;
       this.#events.protocolError(error as Error);
       this.#transport.close();
+      return;
+    }
+    const pending = this.#decoder.pendingBytes;
+    if (pending === 0 || pending >= this.#headerSize) {
+      this.headerSince = undefined;
+    } else if (
+      this.headerSince === undefined || this.#framesIn !== framesBefore
+    ) {
+      this.headerSince = now; // a new header began in this chunk
     }
   }
 

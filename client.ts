@@ -495,7 +495,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       // A closing connection did not take the frame: it waits in the queue
       // for the next one, so the close must not reject it.
       const connection = this.#connection;
-      request.sentOn = connection && !connection.closed ? connection : undefined;
+      request.sentOn = connection && !connection.closed
+        ? connection
+        : undefined;
       if (Number.isFinite(timeout)) this.#deadlines.add(request);
       if (signal) {
         request.onAbort = () => request.reject(signal.reason);
@@ -729,11 +731,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     const connection = this.#connection;
     if (!connection || connection.closed) return;
     const now = performance.now();
-    if (now - connection.lastReceived >= (this.#timeoutMs ?? Infinity)) {
+    if (now - connection.lastProgress >= (this.#timeoutMs ?? Infinity)) {
       this[emit](
         "exception",
         new TimeoutError(
-          `Connection silent for over ${this.#timeoutMs} ms`,
+          `${
+            connection.headerSince === undefined
+              ? "Connection silent"
+              : "Frame header incomplete"
+          } for over ${this.#timeoutMs} ms`,
           this.#timeoutMs!,
         ),
       );

@@ -574,12 +574,16 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     for (const connection of this.#connections) {
       const framed = connection.framed;
       if (framed.closed) continue;
-      if (now - framed.lastReceived >= timeoutMs) {
+      if (now - framed.lastProgress >= timeoutMs) {
         this[emit](
           "exception",
           connection,
           new TimeoutError(
-            `Connection silent for over ${timeoutMs} ms`,
+            `${
+              framed.headerSince === undefined
+                ? "Connection silent"
+                : "Frame header incomplete"
+            } for over ${timeoutMs} ms`,
             timeoutMs,
           ),
         );
