@@ -1,7 +1,8 @@
 // Peers that stop reading, for backpressure tests. The framework's own
 // transports always read, so these use each runtime's sockets directly: under
-// Deno a connection that nobody reads, under Bun a socket that is paused. The
-// kernel's buffers then fill and the sender's writes stop completing.
+// Deno a connection that nobody reads, under Bun and Node.js a socket that is
+// paused. The kernel's buffers then fill and the sender's writes stop
+// completing.
 
 const HOST = "127.0.0.1";
 
@@ -67,6 +68,29 @@ class BunSilent implements SilentPeer {
   }
 }
 
+class NodeSilent implements SilentPeer {
+  received = 0;
+  readonly closed: Promise<void>;
+  constructor(readonly socket: Any) {
+    socket.pause(); // before the data listener, which would start the flow
+    socket.on("data", (chunk: Uint8Array) => this.received += chunk.length);
+    socket.on("error", () => {});
+    this.closed = new Promise((resolve) => socket.once("close", resolve));
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  async close(): Promise<void> {
+    this.socket.destroy();
+    await this.closed;
+  }
+}
+
+// A variable specifier: only the Node.js path loads it.
+const nodeNetModule = "node:net";
+
 function bunHandlers(opened: (peer: BunSilent) => void) {
   return {
     binaryType: "uint8array",
@@ -92,6 +116,16 @@ export async function silentClient(port: number): Promise<SilentPeer> {
   if ("Deno" in globalThis) {
     return new DenoSilent(await Deno.connect({ hostname: HOST, port }));
   }
+  if (!("Bun" in globalThis)) {
+    const net: Any = await import(nodeNetModule);
+    const socket = net.connect({ host: HOST, port });
+    const peer = new NodeSilent(socket);
+    await new Promise((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    return peer;
+  }
   let peer: BunSilent | undefined;
   await bun().connect({
     hostname: HOST,
@@ -111,7 +145,7 @@ export interface SilentServer {
 }
 
 /** Listens on 127.0.0.1, port 0; accepts connections and reads none of them. */
-export function silentServer(): SilentServer {
+export async function silentServer(): Promise<SilentServer> {
   const peers: SilentPeer[] = [];
   if ("Deno" in globalThis) {
     const listener = Deno.listen({ hostname: HOST, port: 0 });
@@ -126,6 +160,24 @@ export function silentServer(): SilentServer {
       async close() {
         listener.close();
         await accepting;
+        await Promise.all(peers.map((peer) => peer.close()));
+      },
+    };
+  }
+  if (!("Bun" in globalThis)) {
+    const net: Any = await import(nodeNetModule);
+    const server = net.createServer((socket: Any) => {
+      peers.push(new NodeSilent(socket));
+    });
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: HOST, port: 0 }, resolve);
+    });
+    return {
+      port: server.address().port,
+      peers,
+      async close() {
+        server.close();
         await Promise.all(peers.map((peer) => peer.close()));
       },
     };

@@ -106,7 +106,7 @@ test("server to a client that stops reading: send refuses past maxBufferedBytes,
 
 test("client to a server that stops reading: send and request refuse past maxBufferedBytes, drained() waits for room", async () => {
   const limit = 256 * 1024;
-  const silent = silentServer();
+  const silent = await silentServer();
   const client = new Client({
     host: HOST,
     port: silent.port,

@@ -15,6 +15,13 @@ import {
 } from "../codec.ts";
 import { FrameTooLargeError, ProtocolError } from "../errors.ts";
 
+/** `Array.fromAsync`, which Node.js 20 lacks. */
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
+}
+
 interface Decoded {
   sign: number;
   uuid: string;
@@ -284,7 +291,7 @@ test("codec: encoder and decoder streams round-trip", async () => {
       (_, j) => j,
     ),
   }));
-  const bytes = await Array.fromAsync(
+  const bytes = await collect(
     ReadableStream.from(frames).pipeThrough(new FrameEncoderStream()),
   );
   const whole = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
@@ -293,7 +300,7 @@ test("codec: encoder and decoder streams round-trip", async () => {
     whole.set(b, at);
     at += b.length;
   }
-  const decoded = await Array.fromAsync(
+  const decoded = await collect(
     ReadableStream.from(randomSplit(whole, random)).pipeThrough(
       new FrameDecoderStream(),
     ),
@@ -304,7 +311,7 @@ test("codec: encoder and decoder streams round-trip", async () => {
 test("codec: the decoder stream errors on a malformed frame", async () => {
   const bad = new Uint8Array(45).fill(0x42);
   await assert.rejects(
-    Array.fromAsync(
+    collect(
       ReadableStream.from([bad]).pipeThrough(new FrameDecoderStream()),
     ),
     ProtocolError,
