@@ -1,7 +1,8 @@
 /**
- * `@qtk/tcp-framework`: an asynchronous TCP request framework for Deno and
- * Bun, speaking the wire protocol of the Node.js `@qtk/tcp-framework` 3.x
- * package byte for byte, so services on any of the three runtimes can be mixed.
+ * `@qtk/tcp-framework`: an asynchronous TCP request framework for Deno, Bun
+ * and Node.js (20 or later), speaking the wire protocol of the Node.js
+ * `@qtk/tcp-framework` 3.x package byte for byte, so services on any of the
+ * three runtimes can be mixed. Optionally over TLS (the `tls` options).
  *
  * A {@linkcode Client} sends requests `{uuid, data}`; a {@linkcode Server}
  * receives them as `data` events and answers with `send(socket, {uuid, data})`.
@@ -48,7 +49,18 @@ export {
   type ServerSocket,
 } from "./server.ts";
 export type { Message } from "./_message.ts";
-export type { ClientTlsOptions, ServerTlsOptions } from "./transport.ts";
+export type {
+  Accept,
+  ClientTlsOptions,
+  ConnectionHandler,
+  ConnectOptions,
+  ListenOptions,
+  NetAddress,
+  ServerTlsOptions,
+  Transport,
+  TransportConnection,
+  TransportListener,
+} from "./transport.ts";
 export {
   type DetailListener,
   type EventShape,
@@ -57,6 +69,7 @@ export {
 } from "./_events.ts";
 export {
   decodeFrame,
+  type DecoderOptions,
   DEFAULT_MAX_FRAME_SIZE,
   encodeFrame,
   type Frame,
