@@ -210,6 +210,16 @@ test("tls: a handshake that never completes times out, and close() does not wait
   }
 });
 
+test("tls: a certificate the runtime cannot load makes start() reject", async () => {
+  const bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  for (const tls of [{ cert: bad, key }, { cert, key: bad }]) {
+    const server = new Server({ host: HOST, port: 0, tls });
+    await assert.rejects(server.start(), /Cannot listen on/);
+    assert.equal(server.listening, false);
+    await server.stop();
+  }
+});
+
 test("tls: invalid options throw a TypeError naming the option", () => {
   const cases: Array<[() => unknown, RegExp]> = [
     [() => new Server({ port: 0, tls: "yes" as never }), /Invalid tls /],
