@@ -140,7 +140,22 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+/**
+ * Whether this module is the program's entry point. `import.meta.main` on
+ * Deno and Bun (and Node.js from 24.2); on older Node.js, the script path.
+ */
+function isEntry(): boolean {
+  const meta = import.meta as ImportMeta & {
+    main?: boolean;
+    filename?: string;
+  };
+  if (typeof meta.main === "boolean") return meta.main;
+  const script = (globalThis as { process?: { argv?: string[] } }).process
+    ?.argv?.[1];
+  return script !== undefined && script === meta.filename;
+}
+
+if (isEntry()) {
   const io = await processIo();
   io.exit(await run(io.args, io));
 }

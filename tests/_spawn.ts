@@ -227,6 +227,8 @@ async function start(
     env: options.env ? { ...node.env, ...options.env } : undefined,
     stdio: ["pipe", "pipe", "pipe"],
   });
+  // A write or end after the child exited fails with EPIPE: not our concern.
+  process.stdin.on("error", () => {});
   const status = new Promise<number>((resolve) =>
     process.on("close", (code: number | null) => resolve(code ?? 137))
   );
@@ -240,8 +242,11 @@ async function start(
           (error: unknown) => error ? reject(error) : resolve(),
         )
       ),
-    closeStdin: () =>
-      new Promise<void>((resolve) => process.stdin.end(resolve)),
+    // end() does not call back once the child has gone: do not wait for it.
+    closeStdin: () => {
+      process.stdin.end();
+      return Promise.resolve();
+    },
     kill: (signal = "SIGKILL") => process.kill(signal),
     status,
   };

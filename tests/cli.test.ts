@@ -9,7 +9,14 @@ import { Client, Server } from "../mod.ts";
 import { ExitCode } from "../cli.ts";
 import { runtimeTransport } from "../transport.ts";
 
-const CLI = decodeURIComponent(new URL("../cli.ts", import.meta.url).pathname);
+// Beside the sources, or beside the compiled package (npm/tests → npm/cli.js).
+const CLI = decodeURIComponent(
+  new URL(
+    import.meta.url.endsWith(".js") ? "../cli.js" : "../cli.ts",
+    import.meta.url,
+  )
+    .pathname,
+);
 
 function cli(...args: string[]): Promise<Child> {
   const runArgs = runtime === "deno"
