@@ -147,7 +147,7 @@ export interface TransportConnection {
    * until it settles.
    */
   write(bytes: Uint8Array): Promise<void> | undefined;
-  /** Closes the connection; the handler's `closed` follows. Idempotent. */
+  /** Closes the connection; the handler's `ended` follows. Idempotent. */
   close(): void;
 }
 
