@@ -12,8 +12,37 @@ import { encodeFrameInto } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
 import type { ConnectionHandler, TransportConnection } from "./transport.ts";
 
-/** Frames written in one go are joined up to this many bytes. */
+/**
+ * Frames are encoded as they are sent into a write buffer, which goes out in
+ * one write once the turn ends: frames sent in the same turn share a write of
+ * up to this many bytes (a larger frame gets a buffer of its own).
+ */
 const BATCH_BYTES = 256 * 1024;
+/**
+ * Write buffers come in four sizes, 4 KiB to 256 KiB, and are reused through
+ * pools shared by every connection of the process (allocating a buffer costs
+ * far more than filling a small one). Idle connections hold none. At most
+ * this many of each size are kept: under 2 MiB in all.
+ */
+const POOL_SIZES = [4096, 16384, 65536, BATCH_BYTES];
+const POOL_LIMITS = [32, 16, 8, 4];
+const pools: Uint8Array[][] = [[], [], [], []];
+
+/** A write buffer of at least `size` bytes: pooled, unless over BATCH_BYTES. */
+function takeBuffer(size: number): Uint8Array {
+  for (let i = 0; i < POOL_SIZES.length; i++) {
+    if (size <= POOL_SIZES[i]) {
+      return pools[i].pop() ?? new Uint8Array(POOL_SIZES[i]);
+    }
+  }
+  return new Uint8Array(size);
+}
+
+/** Returns a write buffer the runtime is done with to its pool. */
+function returnBuffer(buffer: Uint8Array): void {
+  const i = POOL_SIZES.indexOf(buffer.length);
+  if (i >= 0 && pools[i].length < POOL_LIMITS[i]) pools[i].push(buffer);
+}
 
 export interface FramedConnectionOptions {
   protocol: ProtocolVersion;
@@ -35,7 +64,10 @@ export interface FramedConnectionEvents {
 export class FramedConnection implements ConnectionHandler {
   /** performance.now() of the last byte received. */
   lastReceived = performance.now();
-  /** performance.now() of the last frame queued for sending. */
+  /**
+   * performance.now() of the last frame queued for sending, read once per
+   * write batch (when a frame is queued on an empty buffer), not per frame.
+   */
   lastSent = performance.now();
   /**
    * performance.now() at which a frame header began arriving, while it is
@@ -52,9 +84,15 @@ export class FramedConnection implements ConnectionHandler {
   readonly #headerSize: number;
   readonly #maxBufferedBytes: number;
   readonly #onFrame: (frame: Frame) => void;
-  #queue: Frame[] = [];
-  /** Index of the first unsent frame in #queue; avoids shifting the array. */
-  #head = 0;
+  /** The write buffer frames are being encoded into, and its used length. */
+  #out: Uint8Array | undefined;
+  #outUsed = 0;
+  /** Bytes of the last write: the next write buffer starts that large. */
+  #lastBatch = 0;
+  /** Full write buffers waiting their turn, and their used lengths. */
+  #full: Uint8Array[] = [];
+  #fullUsed: number[] = [];
+  /** Bytes encoded and not yet handed to the runtime. */
   #queuedBytes = 0;
   #inFlightBytes = 0;
   #flushScheduled = false;
@@ -130,8 +168,10 @@ export class FramedConnection implements ConnectionHandler {
     const endedMidFrame = !this.#closing && !error &&
       this.#decoder.pendingBytes > 0;
     this.#closing = this.#closed = true;
-    this.#queue = [];
-    this.#head = 0;
+    this.#out = undefined;
+    this.#outUsed = 0;
+    this.#full = [];
+    this.#fullUsed = [];
     this.#queuedBytes = this.#inFlightBytes = 0;
     if (endedMidFrame) {
       try {
@@ -148,7 +188,8 @@ export class FramedConnection implements ConnectionHandler {
   }
 
   /**
-   * Queues a valid frame. Frames queued in the same turn go out in one write.
+   * Queues a valid frame, encoding it at once (the payload is copied, so the
+   * caller may reuse it). Frames queued in the same turn go out in one write.
    * @throws {ClosedError} If the connection is closing or closed.
    * @throws {BufferFullError} If it would pass `maxBufferedBytes`.
    */
@@ -161,13 +202,41 @@ export class FramedConnection implements ConnectionHandler {
     if (buffered > 0 && buffered + size > this.#maxBufferedBytes) {
       throw new BufferFullError(buffered, this.#maxBufferedBytes, size);
     }
-    this.#queue.push(frame);
+    if (this.#queuedBytes === 0) this.lastSent = performance.now();
+    let out = this.#out;
+    if (out === undefined || this.#outUsed + size > out.length) {
+      out = this.#grow(size);
+    }
+    this.#outUsed = encodeFrameInto(frame, out, this.#outUsed, this.#protocol);
     this.#queuedBytes += size;
-    this.lastSent = performance.now();
     if (!this.#flushScheduled && !this.#writing) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
     }
+  }
+
+  /** Makes room for `size` more bytes in the write buffer. */
+  #grow(size: number): Uint8Array {
+    const out = this.#out;
+    const used = this.#outUsed;
+    if (out === undefined) {
+      this.#outUsed = 0;
+      return this.#out = takeBuffer(
+        Math.max(size, Math.min(this.#lastBatch, BATCH_BYTES)),
+      );
+    }
+    if (used + size <= BATCH_BYTES) {
+      // A bigger buffer for a bigger batch, so it still goes out in one write.
+      const bigger = takeBuffer(used + size);
+      bigger.set(out.subarray(0, used));
+      returnBuffer(out);
+      return this.#out = bigger;
+    }
+    // The buffer is never left empty (a frame follows every takeBuffer).
+    this.#full.push(out);
+    this.#fullUsed.push(used);
+    this.#outUsed = 0;
+    return this.#out = takeBuffer(size);
   }
 
   /** Resolves once every byte accepted so far has been taken by the runtime. */
@@ -204,12 +273,23 @@ export class FramedConnection implements ConnectionHandler {
 
   #flush(): void {
     this.#flushScheduled = false;
-    while (this.#head < this.#queue.length && !this.#closed) {
-      const batch = this.#takeBatch();
-      this.#inFlightBytes = batch.length;
+    while (this.#queuedBytes > 0 && !this.#closed) {
+      let buffer: Uint8Array;
+      let used: number;
+      if (this.#full.length > 0) {
+        buffer = this.#full.shift()!;
+        used = this.#fullUsed.shift()!;
+      } else {
+        buffer = this.#out!;
+        used = this.#outUsed;
+        this.#out = undefined;
+        this.#outUsed = 0;
+      }
+      this.#queuedBytes -= used;
+      this.#inFlightBytes = this.#lastBatch = used;
       let pending: Promise<void> | undefined;
       try {
-        pending = this.#transport.write(batch);
+        pending = this.#transport.write(buffer.subarray(0, used));
       } catch (error) {
         this.#writeFailed(error);
         return;
@@ -219,47 +299,19 @@ export class FramedConnection implements ConnectionHandler {
         pending.then(() => {
           this.#writing = false;
           this.#inFlightBytes = 0;
+          returnBuffer(buffer);
           this.#flush();
         }, (error) => this.#writeFailed(error));
         return;
       }
       this.#inFlightBytes = 0;
+      returnBuffer(buffer);
     }
     if (this.bufferedAmount === 0 && this.#drainWaiters.length > 0) {
       const waiters = this.#drainWaiters;
       this.#drainWaiters = [];
       for (const waiter of waiters) waiter.resolve();
     }
-  }
-
-  /** Encodes queued frames into one buffer, up to BATCH_BYTES (at least one). */
-  #takeBatch(): Uint8Array {
-    const queue = this.#queue;
-    const header = this.#headerSize;
-    const first = this.#head;
-    let end = first;
-    let size = 0;
-    do {
-      size += header + queue[end].payload.length;
-      end++;
-    } while (end < queue.length && size < BATCH_BYTES);
-    const batch = new Uint8Array(size);
-    let at = 0;
-    for (let i = first; i < end; i++) {
-      at = encodeFrameInto(queue[i], batch, at, this.#protocol);
-    }
-    if (end === queue.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (end > 1024 && end * 2 > queue.length) {
-      // Compact now and then, so sent frames are not kept alive: amortized O(1).
-      this.#queue = queue.slice(end);
-      this.#head = 0;
-    } else {
-      this.#head = end;
-    }
-    this.#queuedBytes -= size;
-    return batch;
   }
 
   #writeFailed(_error: unknown): void {

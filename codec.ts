@@ -500,9 +500,8 @@ export class FrameDecoder {
     const sign = bytes[at];
     this.#checkSign(sign);
     const idLength = this.#headerSize === 45 ? 36 : 32;
-    const id = bytes.subarray(at + 1, at + 1 + idLength);
     let highBits = 0;
-    for (let i = 0; i < idLength; i++) highBits |= id[i];
+    for (let i = at + 1; i < at + 1 + idLength; i++) highBits |= bytes[i];
     if (highBits & 0x80) {
       throw new ProtocolError(
         "Frame uuid holds non-ASCII bytes",
@@ -533,11 +532,7 @@ export class FrameDecoder {
       );
     }
     this.#sign = sign as Sign;
-    // Typed arrays are array-like, so one call builds the 36-character string.
-    this.#uuid = String.fromCharCode.apply(
-      null,
-      id as unknown as number[],
-    );
+    this.#uuid = asciiString(bytes, at + 1, idLength);
     this.#payloadLength = length;
   }
 }
@@ -656,6 +651,36 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
       },
     });
   }
+}
+
+/**
+ * The `length` (36 or 32) ASCII bytes at `at` as a string, with one
+ * `fromCharCode` call with the bytes as plain arguments: several times faster
+ * than spreading a typed array through `apply`, and no subarray to allocate.
+ */
+function asciiString(b: Uint8Array, at: number, length: 36 | 32): string {
+  const a = at;
+  if (length === 36) {
+    // deno-fmt-ignore
+    return String.fromCharCode(
+      b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6],
+      b[a + 7], b[a + 8], b[a + 9], b[a + 10], b[a + 11], b[a + 12],
+      b[a + 13], b[a + 14], b[a + 15], b[a + 16], b[a + 17], b[a + 18],
+      b[a + 19], b[a + 20], b[a + 21], b[a + 22], b[a + 23], b[a + 24],
+      b[a + 25], b[a + 26], b[a + 27], b[a + 28], b[a + 29], b[a + 30],
+      b[a + 31], b[a + 32], b[a + 33], b[a + 34], b[a + 35],
+    );
+  }
+  // Protocol 2: 32 characters.
+  // deno-fmt-ignore
+  return String.fromCharCode(
+    b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6],
+    b[a + 7], b[a + 8], b[a + 9], b[a + 10], b[a + 11], b[a + 12],
+    b[a + 13], b[a + 14], b[a + 15], b[a + 16], b[a + 17], b[a + 18],
+    b[a + 19], b[a + 20], b[a + 21], b[a + 22], b[a + 23], b[a + 24],
+    b[a + 25], b[a + 26], b[a + 27], b[a + 28], b[a + 29], b[a + 30],
+    b[a + 31],
+  );
 }
 
 function join(parts: Uint8Array[], size: number): Uint8Array {
