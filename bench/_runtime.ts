@@ -129,6 +129,14 @@ export function rssBytes(pid: number | "self" = "self"): number {
   return match ? Number(match[1]) * 1024 : NaN;
 }
 
+/** The JavaScript heap in use and external (ArrayBuffer) memory, in bytes. */
+export function heapBytes(): { heapUsed: number; external: number } {
+  const usage = (globalThis as unknown as {
+    process: { memoryUsage(): { heapUsed: number; external: number } };
+  }).process.memoryUsage();
+  return { heapUsed: usage.heapUsed, external: usage.external };
+}
+
 /**
  * Collects garbage if the runtime allows it (Bun always; Deno when started
  * with `--v8-flags=--expose-gc`). Returns whether it could.

@@ -9,6 +9,7 @@ import { Server } from "../mod.ts";
 import {
   collectGarbage,
   exit,
+  heapBytes,
   println,
   rssBytes,
   stdinLines,
@@ -26,7 +27,11 @@ for await (const line of stdinLines()) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     println(
-      JSON.stringify({ rss: rssBytes(), connections: server.connections.size }),
+      JSON.stringify({
+        rss: rssBytes(),
+        ...heapBytes(),
+        connections: server.connections.size,
+      }),
     );
   }
 }

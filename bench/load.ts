@@ -449,12 +449,24 @@ async function clientQueue(options: LoadOptions): Promise<void> {
   let queued = 0;
   let refused = 0;
   const uuid = crypto.randomUUID();
-  // Twice what fits, to show the bound holds; a fresh payload per message.
-  const limit = 2 * Math.max(65536, (8 * 1024 * 1024) / options.size);
-  for (let i = 0; i < limit; i++) {
+  // Fill it: a fresh payload per message, until the first BufferFullError.
+  const most = 1 + Math.max(65536, (8 * 1024 * 1024) / options.size);
+  for (let i = 0; i < most; i++) {
     try {
       client.send({ uuid, data: new Uint8Array(options.size) });
       queued++;
+    } catch (error) {
+      if (!(error instanceof BufferFullError)) throw error;
+      break;
+    }
+  }
+  const bufferedBytes = client.bufferedAmount;
+  const full = await settle();
+  // Then as many again, reusing one payload: every one must be refused.
+  const payload = new Uint8Array(options.size);
+  for (let i = 0; i < queued; i++) {
+    try {
+      client.send({ uuid, data: payload });
     } catch (error) {
       if (!(error instanceof BufferFullError)) throw error;
       refused++;
@@ -466,8 +478,9 @@ async function clientQueue(options: LoadOptions): Promise<void> {
       size: options.size,
       queued,
       refused,
-      bufferedBytes: client.bufferedAmount,
+      bufferedBytes,
       rssBefore: before,
+      rssFull: full,
       rssAfter: after,
     },
   }));

@@ -16,6 +16,7 @@ import {
   type BunSocket,
   collectGarbage,
   exit,
+  heapBytes,
   println,
   rssBytes,
   runtimeName,
@@ -222,7 +223,7 @@ for await (const line of stdinLines()) {
       collectGarbage();
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    println(JSON.stringify({ rss: rssBytes(), connections }));
+    println(JSON.stringify({ rss: rssBytes(), ...heapBytes(), connections }));
   }
 }
 // stdin ended: the runner is done (or gone).

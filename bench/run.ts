@@ -283,7 +283,13 @@ interface Memory {
   idleConnections: number;
   server: Record<
     "framework" | "raw",
-    { rssBefore: number; rssWith: number; perConnection: number }
+    {
+      rssBefore: number;
+      rssWith: number;
+      perConnection: number;
+      heapPerConnection: number;
+      externalPerConnection: number;
+    }
   >;
   clientQueue: Array<{
     size: number;
@@ -291,25 +297,27 @@ interface Memory {
     refused: number;
     bufferedBytes: number;
     rssBefore: number;
+    rssFull: number;
     rssAfter: number;
   }>;
 }
 
-async function rssOf(server: Server): Promise<number> {
+interface MemoryReport {
+  rss: number;
+  heapUsed: number;
+  external: number;
+}
+
+async function memoryOf(server: Server): Promise<MemoryReport> {
   await server.child.send("rss");
-  const { rss } = await expectJson<{ rss: number }>(
-    server.child,
-    "rss",
-    10_000,
-  );
-  return rss;
+  return await expectJson<MemoryReport>(server.child, "rss", 10_000);
 }
 
 async function idleMemory(script: string, count: number) {
   const server = await startServer(script);
   try {
     await sleep(300);
-    const rssBefore = await rssOf(server);
+    const before = await memoryOf(server);
     const holder = spawnScript(here("./load.ts"), [JSON.stringify({
       mode: "idle",
       port: server.port,
@@ -318,13 +326,15 @@ async function idleMemory(script: string, count: number) {
     try {
       await expectJson(holder, "open", 30_000);
       await sleep(500);
-      const rssWith = await rssOf(server);
+      const after = await memoryOf(server);
       await holder.closeStdin();
       await Promise.race([holder.exited, sleep(5000)]);
       return {
-        rssBefore,
-        rssWith,
-        perConnection: (rssWith - rssBefore) / count,
+        rssBefore: before.rss,
+        rssWith: after.rss,
+        perConnection: (after.rss - before.rss) / count,
+        heapPerConnection: (after.heapUsed - before.heapUsed) / count,
+        externalPerConnection: (after.external - before.external) / count,
       };
     } finally {
       holder.kill();
@@ -457,21 +467,26 @@ async function main(): Promise<void> {
     console.log(`\n### Memory (resident, after GC)\n`);
     for (const name of ["framework", "raw"] as const) {
       const m = memory.server[name];
+      const per = kib(m.perConnection);
+      const heap = kib(m.heapPerConnection);
+      const external = kib(m.externalPerConnection);
+      const rss = `${mib(m.rssBefore)} → ${mib(m.rssWith)}`;
       console.log(
-        `- ${name} server, ${count} idle connections: ${mib(m.rssBefore)} → ${
-          mib(m.rssWith)
-        }, ${kib(m.perConnection)} per connection`,
+        `- ${name} server, ${count} idle connections: ${rss}, ${per} per connection (JS heap ${heap}, buffers ${external})`,
       );
     }
     for (const q of memory.clientQueue) {
+      const grew = q.rssFull - q.rssBefore;
+      const each = (Math.max(0, grew) / q.queued).toFixed(0);
+      const rss = `${mib(q.rssBefore)} → ${mib(q.rssFull)}`;
       console.log(
-        `- Client with a full queue of ${q.size} B messages: ${q.queued} queued (${
+        `- Client, full queue of ${q.size} B messages: ${q.queued} queued (${
           mib(q.bufferedBytes)
-        } buffered), ${q.refused} refused with BufferFullError; ${
-          mib(q.rssBefore)
-        } → ${mib(q.rssAfter)} (+${mib(q.rssAfter - q.rssBefore)}, ${
-          (Math.max(0, q.rssAfter - q.rssBefore) / q.queued).toFixed(0)
-        } B per message)`,
+        } buffered), ${rss} (+${
+          mib(grew)
+        }, ${each} B per message); ${q.refused} more sends refused with BufferFullError, then ${
+          mib(q.rssAfter)
+        }`,
       );
     }
   }
