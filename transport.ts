@@ -301,9 +301,9 @@ function denoAddress(addr: unknown): NetAddress {
 // distinct view (payload views stay valid) without an allocation per read.
 // Slabs start small so idle connections stay cheap, and grow while reads keep
 // filling them.
-const MIN_SLAB = 2048;
+const MIN_SLAB = 1024;
 const MAX_SLAB = 256 * 1024;
-const MIN_READ = 1024;
+const MIN_READ = 512;
 
 class DenoConnection implements TransportConnection {
   readonly remoteAddr: NetAddress;
