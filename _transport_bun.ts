@@ -1,0 +1,243 @@
+// The Bun socket adapter: Bun.listen / Bun.connect, plain or with Bun's tls option.
+
+import type {
+  Accept,
+  ConnectionHandler,
+  NetAddress,
+  Transport,
+  TransportConnection,
+} from "./transport.ts";
+import { caList, throwIfAborted, untilAborted } from "./_transport_shared.ts";
+
+// The few members of Bun's socket API this adapter uses; declared here so the
+// module type-checks without Bun's type package.
+interface BunSocket {
+  data: BunConnection;
+  readonly remoteAddress: string;
+  readonly remotePort?: number;
+  write(bytes: Uint8Array): number;
+  end(): void;
+  setNoDelay?(noDelay: boolean): boolean;
+}
+
+interface BunSocketHandlers {
+  binaryType: "uint8array";
+  open(socket: BunSocket): void;
+  data(socket: BunSocket, data: Uint8Array): void;
+  drain(socket: BunSocket): void;
+  close(socket: BunSocket, error?: Error): void;
+  error(socket: BunSocket, error: Error): void;
+  connectError?(socket: BunSocket, error: Error): void;
+  handshake?(
+    socket: BunSocket,
+    success: boolean,
+    authorizationError: Error | null,
+  ): void;
+}
+
+interface BunTcpListener {
+  readonly port: number;
+  readonly hostname: string;
+  stop(closeActiveConnections?: boolean): void;
+}
+
+interface BunApi {
+  listen(options: {
+    hostname: string;
+    port: number;
+    socket: BunSocketHandlers;
+    tls?: { cert: string; key: string };
+  }): BunTcpListener;
+  connect(options: {
+    hostname: string;
+    port: number;
+    socket: BunSocketHandlers;
+    tls?: {
+      ca?: string[];
+      serverName?: string;
+      rejectUnauthorized: true;
+    };
+  }): Promise<BunSocket>;
+}
+
+class BunConnection implements TransportConnection {
+  readonly remoteAddr: NetAddress;
+  readonly #socket: BunSocket;
+  handler: ConnectionHandler | undefined;
+  failure: Error | undefined;
+  #unwritten: Uint8Array | undefined;
+  #written: (() => void) | undefined;
+  #writeFailed: ((error: Error) => void) | undefined;
+  #closing = false;
+
+  constructor(socket: BunSocket, remote: NetAddress) {
+    this.#socket = socket;
+    this.remoteAddr = remote;
+    socket.setNoDelay?.(true);
+  }
+
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.#closing) return Promise.reject(new Error("Socket is closed"));
+    const count = this.#socket.write(bytes);
+    if (count === bytes.length) return undefined;
+    if (count < 0) return Promise.reject(new Error("Socket is closed"));
+    // Bun does not buffer what the kernel did not take: keep it for `drain`.
+    this.#unwritten = bytes.subarray(count);
+    return new Promise<void>((resolve, reject) => {
+      this.#written = resolve;
+      this.#writeFailed = reject;
+    });
+  }
+
+  drain(): void {
+    const rest = this.#unwritten;
+    if (!rest) return;
+    const count = this.#socket.write(rest);
+    if (count < 0) return;
+    if (count < rest.length) {
+      this.#unwritten = rest.subarray(count);
+      return;
+    }
+    const written = this.#written!;
+    this.#unwritten = this.#written = this.#writeFailed = undefined;
+    written();
+  }
+
+  closed(error?: Error): void {
+    this.#closing = true;
+    const failed = this.#writeFailed;
+    this.#unwritten = this.#written = this.#writeFailed = undefined;
+    failed?.(new Error("Socket closed before the write completed"));
+    if (this.handler) this.handler.ended(error ?? this.failure);
+    // Closed while `accept` ran (Bun calls `close` inside `end()`): report it
+    // once the handler exists, or it would never learn of the close.
+    else this.endedEarly = { error: error ?? this.failure };
+  }
+
+  /** Set when the socket closed before its handler was set. */
+  endedEarly: { error: Error | undefined } | undefined;
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#socket.end();
+  }
+}
+
+/**
+ * Socket handlers that give each connection a handler from `accept`: at once,
+ * or, with `afterHandshake` (a TLS client), once the handshake succeeded.
+ * `opened` sees each connection as its handler is set; `failed` sees a
+ * connection that closes before that.
+ */
+function bunHandlers(
+  accept: Accept,
+  opened?: (connection: BunConnection) => void,
+  afterHandshake = false,
+  failed?: (error: Error | undefined) => void,
+): BunSocketHandlers {
+  const start = (connection: BunConnection) => {
+    connection.handler = accept(connection);
+    opened?.(connection);
+    const early = connection.endedEarly;
+    if (early) connection.handler.ended(early.error);
+  };
+  return {
+    binaryType: "uint8array",
+    open(socket) {
+      const connection = new BunConnection(socket, {
+        hostname: socket.remoteAddress,
+        port: socket.remotePort ?? 0,
+      });
+      socket.data = connection;
+      if (!afterHandshake) start(connection);
+    },
+    handshake(socket, success, authorizationError) {
+      const connection = socket.data;
+      if (!connection) return;
+      // A server without client certificates sees success with an
+      // authorization error (no client certificate): not a failure.
+      if (!success) {
+        connection.failure = authorizationError ??
+          new Error("TLS handshake failed");
+        connection.close();
+        return;
+      }
+      if (afterHandshake && !connection.handler) start(connection);
+    },
+    data(socket, data) {
+      socket.data.handler?.received(data);
+    },
+    drain(socket) {
+      socket.data.drain();
+    },
+    close(socket, error) {
+      const connection = socket.data;
+      if (!connection) return;
+      if (!connection.handler) failed?.(error ?? connection.failure);
+      connection.closed(error);
+    },
+    error(socket, error) {
+      if (socket.data) socket.data.failure = error;
+    },
+  };
+}
+
+function bun(): BunApi {
+  return (globalThis as unknown as { Bun: BunApi }).Bun;
+}
+
+export const bunTransport: Transport = {
+  listen(address, accept, options) {
+    try {
+      const tls = options?.tls;
+      const listener = bun().listen({
+        hostname: address.hostname,
+        port: address.port,
+        socket: bunHandlers(accept),
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      });
+      return Promise.resolve({
+        addr: { hostname: listener.hostname, port: listener.port },
+        close() {
+          listener.stop();
+          return Promise.resolve();
+        },
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  },
+
+  async connect(address, accept, options) {
+    const signal = options?.signal;
+    throwIfAborted(signal);
+    const tls = options?.tls;
+    let opened!: (connection: BunConnection) => void;
+    let failed!: (error: unknown) => void;
+    const ready = new Promise<BunConnection>((resolve, reject) => {
+      opened = resolve;
+      failed = (error) =>
+        reject(
+          error ?? new Error("Connection closed before the TLS handshake"),
+        );
+    });
+    const handlers = bunHandlers(accept, opened, tls !== undefined, failed);
+    handlers.connectError = () => {};
+    const socket = await bun().connect({
+      hostname: address.hostname,
+      port: address.port,
+      socket: handlers,
+      ...(tls
+        ? {
+          tls: {
+            ca: caList(tls.ca),
+            serverName: tls.serverName,
+            rejectUnauthorized: true,
+          },
+        }
+        : {}),
+    });
+    return await untilAborted(ready, signal, () => socket.data?.close());
+  },
+};

@@ -1,0 +1,192 @@
+// The Deno socket adapter: Deno.listen / Deno.listenTls / Deno.connect (+ startTls).
+
+import type {
+  ConnectionHandler,
+  NetAddress,
+  Transport,
+  TransportConnection,
+} from "./transport.ts";
+import { caList, throwIfAborted, untilAborted } from "./_transport_shared.ts";
+
+// The few members of Deno's socket API this adapter uses; declared here so the
+// module type-checks anywhere (tsc for the npm build has no Deno types).
+interface DenoConn {
+  readonly remoteAddr: unknown;
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+  setNoDelay?(noDelay?: boolean): void;
+  handshake?(): Promise<unknown>;
+}
+
+interface DenoListener extends AsyncIterable<DenoConn> {
+  readonly addr: unknown;
+  close(): void;
+}
+
+interface DenoApi {
+  listen(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+  }): DenoListener;
+  listenTls(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+    cert: string;
+    key: string;
+  }): DenoListener;
+  connect(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+  }): Promise<DenoConn>;
+  startTls(conn: DenoConn, options: {
+    hostname: string;
+    caCerts?: string[];
+  }): Promise<DenoConn>;
+}
+
+function deno(): DenoApi {
+  return (globalThis as unknown as { Deno: DenoApi }).Deno;
+}
+
+function denoAddress(addr: unknown): NetAddress {
+  const { hostname, port } = addr as NetAddress;
+  return { hostname, port };
+}
+
+// Reads go into a slab, one subarray after another, so each chunk is a
+// distinct view (payload views stay valid) without an allocation per read.
+// Slabs start small so idle connections stay cheap, and grow while reads keep
+// filling them.
+const MIN_SLAB = 1024;
+const MAX_SLAB = 256 * 1024;
+const MIN_READ = 512;
+
+class DenoConnection implements TransportConnection {
+  readonly remoteAddr: NetAddress;
+  readonly #conn: DenoConn;
+  #closing = false;
+
+  constructor(conn: DenoConn) {
+    this.#conn = conn;
+    this.remoteAddr = denoAddress(conn.remoteAddr);
+    try {
+      conn.setNoDelay?.(true);
+    } catch { /* not a TCP connection (for example, TLS on some versions) */ }
+  }
+
+  async run(handler: ConnectionHandler): Promise<void> {
+    let slabSize = MIN_SLAB;
+    let slab = new Uint8Array(slabSize);
+    let used = 0;
+    let failure: unknown;
+    try {
+      while (true) {
+        if (slab.length - used < MIN_READ) {
+          slab = new Uint8Array(slabSize);
+          used = 0;
+        }
+        const space = slab.length - used;
+        const count = await this.#conn.read(slab.subarray(used));
+        if (count === null) break;
+        handler.received(slab.subarray(used, used + count));
+        used += count;
+        if (count === space && slabSize < MAX_SLAB) slabSize *= 2;
+      }
+    } catch (error) {
+      if (!this.#closing) failure = error;
+    }
+    this.close();
+    handler.ended(failure);
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#writeAll(bytes);
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let at = 0;
+    while (at < bytes.length) {
+      at += await this.#conn.write(at === 0 ? bytes : bytes.subarray(at));
+    }
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed by the peer */ }
+  }
+}
+
+export const denoTransport: Transport = {
+  listen(address, accept, options) {
+    let listener: DenoListener;
+    try {
+      const where = {
+        hostname: address.hostname,
+        port: address.port,
+        transport: "tcp",
+      } as const;
+      const tls = options?.tls;
+      listener = tls
+        ? deno().listenTls({ ...where, cert: tls.cert, key: tls.key })
+        : deno().listen(where);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // On a TLS listener the handshake runs inside the connection's first
+    // read, so a client that never completes it cannot stall this loop.
+    const acceptLoop = (async () => {
+      try {
+        for await (const conn of listener) {
+          const connection = new DenoConnection(conn);
+          connection.run(accept(connection));
+        }
+      } catch { /* the listener was closed */ }
+    })();
+    return Promise.resolve({
+      addr: denoAddress(listener.addr),
+      close() {
+        try {
+          listener.close();
+        } catch { /* already closed */ }
+        return acceptLoop;
+      },
+    });
+  },
+
+  async connect(address, accept, options) {
+    const signal = options?.signal;
+    throwIfAborted(signal);
+    let conn = await deno().connect({
+      hostname: address.hostname,
+      port: address.port,
+      transport: "tcp",
+    });
+    const tls = options?.tls;
+    if (tls) {
+      try {
+        conn.setNoDelay?.(true);
+        throwIfAborted(signal);
+        conn = await deno().startTls(conn, {
+          hostname: tls.serverName ?? address.hostname,
+          caCerts: caList(tls.ca),
+        });
+        await untilAborted(conn.handshake!(), signal, () => conn.close());
+      } catch (error) {
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+        throw error;
+      }
+    }
+    const connection = new DenoConnection(conn);
+    connection.run(accept(connection));
+    return connection;
+  },
+};
