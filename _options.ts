@@ -1,7 +1,106 @@
 // Option checks shared by Server and Client: each throws a TypeError or
 // RangeError that names the option and quotes the value.
 
+import { DEFAULT_MAX_FRAME_SIZE, type ProtocolVersion } from "./codec.ts";
 import { quote } from "./_quote.ts";
+import { runtimeTransport, type Transport } from "./transport.ts";
+
+/**
+ * Default host a server listens on.
+ * @example `new Server({ port: 0 }).host === DEFAULT_HOST`
+ */
+export const DEFAULT_HOST = "localhost";
+/**
+ * Default heartbeat period in seconds.
+ * @example `DEFAULT_HEARTBEAT === 20`
+ */
+export const DEFAULT_HEARTBEAT = 20;
+/**
+ * Default silence, in seconds, after which a connection is closed.
+ * @example `DEFAULT_TIMEOUT === 30`
+ */
+export const DEFAULT_TIMEOUT = 30;
+/**
+ * Default limit, per connection, on bytes accepted by `send` but not yet
+ * written (8 MiB).
+ * @example `DEFAULT_MAX_BUFFERED_BYTES === 8 * 1024 * 1024`
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/**
+ * Default time, in seconds, that `stop()` and `close()` give buffered frames
+ * to go out before the connection is cut.
+ * @example `DEFAULT_GRACE_PERIOD === 1`
+ */
+export const DEFAULT_GRACE_PERIOD = 1;
+
+/** The options Server and Client share, as their option interfaces spell them. */
+export interface CommonOptions {
+  host?: string;
+  port: number;
+  heartbeat?: number;
+  timeout?: number;
+  maxFrameSize?: number;
+  maxBufferedBytes?: number;
+  gracePeriod?: number;
+  protocol?: ProtocolVersion;
+  transport?: Transport;
+}
+
+/** The shared options, checked, with defaults filled in and times in ms. */
+export interface ParsedCommonOptions {
+  host: string;
+  port: number;
+  /** undefined: never (Infinity seconds). */
+  heartbeatMs: number | undefined;
+  timeoutMs: number | undefined;
+  /** Period of the one liveness timer; undefined when nothing needs it. */
+  tickMs: number | undefined;
+  graceMs: number;
+  connection: {
+    protocol: ProtocolVersion;
+    maxFrameSize: number;
+    maxBufferedBytes: number;
+  };
+  transport: Transport;
+}
+
+/**
+ * Checks the options Server and Client share.
+ * @throws {TypeError | RangeError} Naming the first invalid option.
+ */
+export function parseCommonOptions(
+  options: CommonOptions,
+): ParsedCommonOptions {
+  checkObject("options", options);
+  const heartbeat = checkSeconds(
+    "heartbeat",
+    options.heartbeat ?? DEFAULT_HEARTBEAT,
+  );
+  const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
+  return {
+    host: checkHost("host", options.host ?? DEFAULT_HOST),
+    port: checkPort("port", options.port),
+    heartbeatMs: toMs(heartbeat),
+    timeoutMs: toMs(timeout),
+    tickMs: tickMs(heartbeat, timeout),
+    graceMs: checkSeconds(
+      "gracePeriod",
+      options.gracePeriod ?? DEFAULT_GRACE_PERIOD,
+    ) * 1000,
+    connection: {
+      protocol: checkProtocol("protocol", options.protocol ?? 3),
+      maxFrameSize: checkCount(
+        "maxFrameSize",
+        options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
+      ),
+      maxBufferedBytes: checkCount(
+        "maxBufferedBytes",
+        options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+      ),
+    },
+    transport: options.transport ?? runtimeTransport(),
+  };
+}
 
 export function checkHost(name: string, value: unknown): string {
   if (typeof value !== "string" || value.length === 0) {

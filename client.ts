@@ -19,7 +19,6 @@
  */
 
 import {
-  DEFAULT_MAX_FRAME_SIZE,
   type Frame,
   type ProtocolVersion,
   SIGN_DATA,
@@ -29,30 +28,10 @@ import { FramedConnection } from "./_connection.ts";
 import { type Deadline, DeadlineTimer } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./_events.ts";
 import { type Message, toDataFrame } from "./_message.ts";
-import {
-  checkCount,
-  checkHost,
-  checkObject,
-  checkPort,
-  checkProtocol,
-  checkSeconds,
-  tickMs,
-  toMs,
-} from "./_options.ts";
+import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
 import { quote } from "./_quote.ts";
 import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
-import {
-  DEFAULT_GRACE_PERIOD,
-  DEFAULT_HEARTBEAT,
-  DEFAULT_HOST,
-  DEFAULT_MAX_BUFFERED_BYTES,
-  DEFAULT_TIMEOUT,
-} from "./server.ts";
-import {
-  type ClientTlsOptions,
-  runtimeTransport,
-  type Transport,
-} from "./transport.ts";
+import type { ClientTlsOptions, Transport } from "./transport.ts";
 import { checkClientTls } from "./_tls.ts";
 
 /**
@@ -303,21 +282,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       detail: clientDetail,
       listenerFailed: (_type, _args, error) => this[emit]("exception", error),
     });
-    checkObject("options", options);
-    this.host = checkHost("host", options.host ?? DEFAULT_HOST);
-    this.port = checkPort("port", options.port);
-    const heartbeat = checkSeconds(
-      "heartbeat",
-      options.heartbeat ?? DEFAULT_HEARTBEAT,
-    );
-    const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
-    this.#heartbeatMs = toMs(heartbeat);
-    this.#timeoutMs = toMs(timeout);
-    this.#tickMs = tickMs(heartbeat, timeout);
-    this.#graceMs = checkSeconds(
-      "gracePeriod",
-      options.gracePeriod ?? DEFAULT_GRACE_PERIOD,
-    ) * 1000;
+    const common = parseCommonOptions(options);
+    this.host = common.host;
+    this.port = common.port;
+    this.#heartbeatMs = common.heartbeatMs;
+    this.#timeoutMs = common.timeoutMs;
+    this.#tickMs = common.tickMs;
+    this.#graceMs = common.graceMs;
+    this.#connectionOptions = common.connection;
+    this.#protocol = common.connection.protocol;
     this.#requestTimeoutMs = checkSeconds(
       "requestTimeout",
       options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT,
@@ -336,20 +309,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         }: expected a boolean or a function`,
       );
     }
-    this.#protocol = checkProtocol("protocol", options.protocol ?? 3);
-    this.#connectionOptions = {
-      protocol: this.#protocol,
-      maxFrameSize: checkCount(
-        "maxFrameSize",
-        options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
-      ),
-      maxBufferedBytes: checkCount(
-        "maxBufferedBytes",
-        options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
-      ),
-    };
     this.#tls = checkClientTls("tls", options.tls);
-    this.#transport = options.transport ?? runtimeTransport();
+    this.#transport = common.transport;
     this.#connect();
   }
 

@@ -16,63 +16,28 @@
  * @module
  */
 
-import {
-  DEFAULT_MAX_FRAME_SIZE,
-  type Frame,
-  type ProtocolVersion,
-  SIGN_PING,
-} from "./codec.ts";
+import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
 import { FramedConnection } from "./_connection.ts";
 import { emit, TypedEventTarget } from "./_events.ts";
 import { type Message, toDataFrame } from "./_message.ts";
-import {
-  checkCount,
-  checkHost,
-  checkObject,
-  checkPort,
-  checkProtocol,
-  checkSeconds,
-  tickMs,
-  toMs,
-} from "./_options.ts";
+import { checkCount, parseCommonOptions } from "./_options.ts";
 import { ClosedError, TimeoutError } from "./errors.ts";
 import { checkServerTls } from "./_tls.ts";
-import {
-  type NetAddress,
-  runtimeTransport,
-  type ServerTlsOptions,
-  type Transport,
-  type TransportConnection,
-  type TransportListener,
+import type {
+  NetAddress,
+  ServerTlsOptions,
+  Transport,
+  TransportConnection,
+  TransportListener,
 } from "./transport.ts";
 
-/**
- * Default host a server listens on.
- * @example `new Server({ port: 0 }).host === DEFAULT_HOST`
- */
-export const DEFAULT_HOST = "localhost";
-/**
- * Default heartbeat period in seconds.
- * @example `DEFAULT_HEARTBEAT === 20`
- */
-export const DEFAULT_HEARTBEAT = 20;
-/**
- * Default silence, in seconds, after which a connection is closed.
- * @example `DEFAULT_TIMEOUT === 30`
- */
-export const DEFAULT_TIMEOUT = 30;
-/**
- * Default limit, per connection, on bytes accepted by `send` but not yet
- * written (8 MiB).
- * @example `DEFAULT_MAX_BUFFERED_BYTES === 8 * 1024 * 1024`
- */
-export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
-/**
- * Default time, in seconds, that `stop()` and `close()` give buffered frames
- * to go out before the connection is cut.
- * @example `DEFAULT_GRACE_PERIOD === 1`
- */
-export const DEFAULT_GRACE_PERIOD = 1;
+export {
+  DEFAULT_GRACE_PERIOD,
+  DEFAULT_HEARTBEAT,
+  DEFAULT_HOST,
+  DEFAULT_MAX_BUFFERED_BYTES,
+  DEFAULT_TIMEOUT,
+} from "./_options.ts";
 
 /**
  * Options of {@linkcode Server}.
@@ -323,39 +288,21 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this[emit]("exception", socket, error);
       },
     });
-    checkObject("options", options);
-    this.host = checkHost("host", options.host ?? DEFAULT_HOST);
-    this.#port = checkPort("port", options.port);
-    const heartbeat = checkSeconds(
-      "heartbeat",
-      options.heartbeat ?? DEFAULT_HEARTBEAT,
-    );
-    const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
-    this.#heartbeatMs = toMs(heartbeat);
-    this.#timeoutMs = toMs(timeout);
-    this.#tickMs = tickMs(heartbeat, timeout);
-    this.#graceMs = checkSeconds(
-      "gracePeriod",
-      options.gracePeriod ?? DEFAULT_GRACE_PERIOD,
-    ) * 1000;
+    const common = parseCommonOptions(options);
+    this.host = common.host;
+    this.#port = common.port;
+    this.#heartbeatMs = common.heartbeatMs;
+    this.#timeoutMs = common.timeoutMs;
+    this.#tickMs = common.tickMs;
+    this.#graceMs = common.graceMs;
+    this.#connectionOptions = common.connection;
     this.#maxConnections = checkCount(
       "maxConnections",
       options.maxConnections ?? Infinity,
       true,
     );
-    this.#connectionOptions = {
-      protocol: checkProtocol("protocol", options.protocol ?? 3),
-      maxFrameSize: checkCount(
-        "maxFrameSize",
-        options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
-      ),
-      maxBufferedBytes: checkCount(
-        "maxBufferedBytes",
-        options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
-      ),
-    };
     this.#tls = checkServerTls("tls", options.tls);
-    this.#transport = options.transport ?? runtimeTransport();
+    this.#transport = common.transport;
   }
 
   /**
