@@ -672,7 +672,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #scheduleReconnect(): void {
     if (!this.#reconnect || this.#closing || this.#reconnectTimer) return;
     this.#attempt++;
-    const delay = this.#reconnect(this.#attempt);
+    let delay: number;
+    try {
+      delay = this.#reconnect(this.#attempt);
+    } catch (error) {
+      this[emit]("exception", error);
+      delay = NaN;
+    }
+    // A bad delay from the caller's function must not become a reconnect
+    // storm (setTimeout would read NaN as 0): fall back to the default.
+    if (typeof delay !== "number" || !(delay >= 0) || delay === Infinity) {
+      delay = reconnectDelay(this.#attempt);
+    }
     this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
   }
 

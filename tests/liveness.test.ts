@@ -188,6 +188,34 @@ test("reconnect: false stays closed; reconnect delays follow the function given"
   await once.close();
 });
 
+test("a reconnect function that returns NaN or throws falls back to the default delay", async () => {
+  for (
+    const reconnect of [() => NaN, () => -5, () => {
+      throw new Error("bad backoff");
+    }]
+  ) {
+    let attempts = 0;
+    const client = new Client({
+      host: HOST,
+      port: 1,
+      reconnect: () => {
+        attempts++;
+        return reconnect();
+      },
+    });
+    const errors: unknown[] = [];
+    client.on("exception", (error) => errors.push(error));
+    // The default waits 200 ms before the first retry; NaN read as 0 ms
+    // would have made dozens of attempts by now.
+    await sleep(150);
+    await client.close();
+    assert.ok(attempts <= 2, `${attempts} attempts in 150 ms`);
+    if (attempts > 0 && String(reconnect).includes("throw")) {
+      assert.ok(errors.some((e) => (e as Error).message === "bad backoff"));
+    }
+  }
+});
+
 test("stop() and close() leave no timer or socket behind with traffic in flight", async () => {
   const server = new Server({
     host: HOST,
