@@ -19,8 +19,9 @@ interface DenoConn {
   handshake?(): Promise<unknown>;
 }
 
-interface DenoListener extends AsyncIterable<DenoConn> {
+interface DenoListener {
   readonly addr: unknown;
+  accept(): Promise<DenoConn>;
   close(): void;
 }
 
@@ -61,6 +62,9 @@ function denoAddress(addr: unknown): NetAddress {
 // distinct view (payload views stay valid) without an allocation per read.
 // Slabs start small so idle connections stay cheap, and grow while reads keep
 // filling them.
+/** Pause before accepting again after a failed accept. */
+const ACCEPT_RETRY_MS = 50;
+
 const MIN_SLAB = 1024;
 const MAX_SLAB = 256 * 1024;
 const MIN_READ = 512;
@@ -141,17 +145,35 @@ export const denoTransport: Transport = {
     }
     // On a TLS listener the handshake runs inside the connection's first
     // read, so a client that never completes it cannot stall this loop.
+    let closed = false;
+    let retryTimer: ReturnType<typeof setTimeout> | undefined;
+    let wake: (() => void) | undefined;
     const acceptLoop = (async () => {
-      try {
-        for await (const conn of listener) {
-          const connection = new DenoConnection(conn);
-          connection.run(accept(connection));
+      while (!closed) {
+        let conn: DenoConn;
+        try {
+          conn = await listener.accept();
+        } catch {
+          if (closed) break;
+          // Accept can fail while the listener is fine (out of file
+          // descriptors, a connection reset before it was accepted): wait a
+          // little and go on, rather than stop serving for good.
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            retryTimer = setTimeout(resolve, ACCEPT_RETRY_MS);
+          });
+          continue;
         }
-      } catch { /* the listener was closed */ }
+        const connection = new DenoConnection(conn);
+        connection.run(accept(connection));
+      }
     })();
     return Promise.resolve({
       addr: denoAddress(listener.addr),
       close() {
+        closed = true;
+        clearTimeout(retryTimer);
+        wake?.();
         try {
           listener.close();
         } catch { /* already closed */ }
