@@ -249,23 +249,18 @@ export class FramedConnection implements ConnectionHandler {
   }
 
   /**
-   * Closes the connection. With `graceMs` > 0, first lets what is buffered go
-   * out, for at most that long, so no frame is cut in half.
+   * Closes the connection. With `grace`, first lets what is buffered go out
+   * until `grace` settles, so no frame is cut in half.
    */
-  async close(graceMs = 0): Promise<void> {
+  async close(grace?: Promise<void>): Promise<void> {
     if (this.#closed) return;
     const closed = new Promise<void>((resolve) =>
       this.#closedWaiters.push(resolve)
     );
     const wasClosing = this.#closing;
     this.#closing = true;
-    if (!wasClosing && graceMs > 0 && this.bufferedAmount > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.drained().catch(() => {}),
-        new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs)),
-      ]);
-      clearTimeout(timer);
+    if (!wasClosing && grace && this.bufferedAmount > 0) {
+      await Promise.race([this.drained().catch(() => {}), grace]);
     }
     this.#transport.close();
     await closed;
@@ -320,4 +315,24 @@ export class FramedConnection implements ConnectionHandler {
     this.#closing = true;
     this.#transport.close();
   }
+}
+
+/**
+ * A grace period for closing: one timer however many connections wait on it
+ * (a server's stop() closes them all against the same one).
+ */
+export function gracePeriod(ms: number): { over: Promise<void>; end(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let resolve!: () => void;
+  const over = new Promise<void>((done) => {
+    resolve = done;
+    timer = setTimeout(done, ms);
+  });
+  return {
+    over,
+    end() {
+      clearTimeout(timer);
+      resolve();
+    },
+  };
 }

@@ -24,7 +24,7 @@ import {
   SIGN_DATA,
   SIGN_PING,
 } from "./codec.ts";
-import { FramedConnection } from "./_connection.ts";
+import { FramedConnection, gracePeriod } from "./_connection.ts";
 import { type Deadline, DeadlineTimer } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./_events.ts";
 import { type Message, toDataFrame } from "./_message.ts";
@@ -540,7 +540,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(closed);
     this.#attemptAbort?.abort(closed);
     await this.#connecting;
-    await this.#connection?.close(this.#graceMs);
+    const connection = this.#connection;
+    if (!connection) return;
+    const grace = gracePeriod(this.#graceMs);
+    try {
+      await connection.close(grace.over);
+    } finally {
+      grace.end();
+    }
   }
 
   #send(frame: Frame): void {

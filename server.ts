@@ -17,7 +17,7 @@
  */
 
 import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
-import { FramedConnection } from "./_connection.ts";
+import { FramedConnection, gracePeriod } from "./_connection.ts";
 import { emit, TypedEventTarget } from "./_events.ts";
 import { type Message, toDataFrame } from "./_message.ts";
 import { checkCount, parseCommonOptions } from "./_options.ts";
@@ -234,7 +234,8 @@ class Connection implements ServerSocket {
   }
 
   close(): Promise<void> {
-    return this.framed.close(this.#graceMs);
+    const grace = gracePeriod(this.#graceMs);
+    return this.framed.close(grace.over).finally(grace.end);
   }
 }
 
@@ -458,9 +459,14 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     await listener.close();
     clearInterval(this.#timer);
     this.#timer = undefined;
-    await Promise.all(
-      Array.from(this.#connections, (connection) => connection.close()),
-    );
+    const grace = gracePeriod(this.#graceMs);
+    try {
+      await Promise.all(
+        Array.from(this.#connections, ({ framed }) => framed.close(grace.over)),
+      );
+    } finally {
+      grace.end();
+    }
     this.#listener = undefined;
     this[emit]("stopped");
   }
