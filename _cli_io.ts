@@ -7,6 +7,8 @@
  * @module
  */
 
+import * as fs from "node:fs/promises";
+
 /**
  * The process services the command-line tool uses.
  *
@@ -98,17 +100,8 @@ interface NodeProcess {
   exit(code: number): never;
 }
 
-interface NodeFs {
-  readFile(path: string): Promise<Uint8Array>;
-  writeFile(path: string, bytes: Uint8Array): Promise<void>;
-}
-
-// A variable specifier keeps `deno check` and Deno itself from loading it.
-const fsModule = "node:fs/promises";
-
 async function processIo_(): Promise<CliIo> {
   const process = (globalThis as unknown as { process: NodeProcess }).process;
-  const fs: NodeFs = await import(fsModule);
   const write = (stream: NodeStream, data: string | Uint8Array) =>
     new Promise<void>((resolve, reject) =>
       stream.write(
