@@ -100,7 +100,7 @@ interface NodeProcess {
   exit(code: number): never;
 }
 
-async function processIo_(): Promise<CliIo> {
+function processIo_(): CliIo {
   const process = (globalThis as unknown as { process: NodeProcess }).process;
   const write = (stream: NodeStream, data: string | Uint8Array) =>
     new Promise<void>((resolve, reject) =>
@@ -156,5 +156,5 @@ async function processIo_(): Promise<CliIo> {
  * ```
  */
 export function processIo(): Promise<CliIo> {
-  return "Deno" in globalThis ? Promise.resolve(denoIo()) : processIo_();
+  return Promise.resolve("Deno" in globalThis ? denoIo() : processIo_());
 }
