@@ -3,12 +3,14 @@
 // Client each wrap one of these; it knows nothing of events or heartbeats.
 
 import {
+  assertUuid,
   type Frame,
   FrameDecoder,
   headerSize,
   type ProtocolVersion,
+  type Sign,
+  SIGN_DATA,
 } from "./codec.ts";
-import { encodeFrameInto } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
 import type { ConnectionHandler, TransportConnection } from "./transport.ts";
 
@@ -87,6 +89,8 @@ export class FramedConnection implements ConnectionHandler {
   /** The write buffer frames are being encoded into, and its used length. */
   #out: Uint8Array | undefined;
   #outUsed = 0;
+  /** A view of `#out`, for the length field. */
+  #outView: DataView | undefined;
   /** Bytes of the last write: the next write buffer starts that large. */
   #lastBatch = 0;
   /** Full write buffers waiting their turn, and their used lengths. */
@@ -194,20 +198,68 @@ export class FramedConnection implements ConnectionHandler {
    * @throws {BufferFullError} If it would pass `maxBufferedBytes`.
    */
   send(frame: Frame): void {
-    if (this.#closing) throw new ClosedError();
-    const size = this.#headerSize + frame.payload.length;
+    this.#enqueue(frame.sign, frame.uuid, frame.payload, false);
+  }
+
+  /**
+   * Queues a DATA frame from a caller's uuid and payload, checking that the
+   * uuid is ASCII while encoding it (one pass over its characters instead of
+   * a check and then a copy). The caller has checked that `uuid` is a string
+   * of the protocol's uuid length and `payload` a `Uint8Array`.
+   * @throws {TypeError} If the uuid is not ASCII; nothing is queued.
+   * @throws {ClosedError} If the connection is closing or closed.
+   * @throws {BufferFullError} If it would pass `maxBufferedBytes`.
+   */
+  sendData(uuid: string, payload: Uint8Array): void {
+    this.#enqueue(SIGN_DATA, uuid, payload, true);
+  }
+
+  #enqueue(
+    sign: Sign,
+    uuid: string,
+    payload: Uint8Array,
+    checkUuid: boolean,
+  ): void {
+    if (this.#closing) {
+      if (checkUuid) assertUuid(uuid, this.#protocol);
+      throw new ClosedError();
+    }
+    const size = this.#headerSize + payload.length;
     const buffered = this.#queuedBytes + this.#inFlightBytes;
     // An empty buffer always takes one frame, so a frame larger than the limit
     // can still be sent on its own.
     if (buffered > 0 && buffered + size > this.#maxBufferedBytes) {
+      if (checkUuid) assertUuid(uuid, this.#protocol);
       throw new BufferFullError(buffered, this.#maxBufferedBytes, size);
     }
-    if (this.#queuedBytes === 0) this.lastSent = performance.now();
     let out = this.#out;
     if (out === undefined || this.#outUsed + size > out.length) {
       out = this.#grow(size);
     }
-    this.#outUsed = encodeFrameInto(frame, out, this.#outUsed, this.#protocol);
+    const start = this.#outUsed;
+    out[start] = sign;
+    const idLength = this.#headerSize - (this.#protocol === 3 ? 9 : 5);
+    let highBits = 0;
+    for (let i = 0, at = start + 1; i < idLength; i++, at++) {
+      const code = uuid.charCodeAt(i);
+      highBits |= code;
+      out[at] = code;
+    }
+    if (checkUuid && highBits > 0x7f) {
+      // Nothing was queued: the bytes past `#outUsed` are free space.
+      if (start === 0) {
+        returnBuffer(out);
+        this.#out = undefined;
+      }
+      assertUuid(uuid, this.#protocol); // throws the TypeError
+    }
+    const lengthAt = start + 1 + idLength;
+    if (this.#protocol === 3) {
+      this.#outView!.setFloat64(lengthAt, payload.length);
+    } else this.#outView!.setUint32(lengthAt, payload.length);
+    out.set(payload, start + this.#headerSize);
+    if (this.#queuedBytes === 0) this.lastSent = performance.now();
+    this.#outUsed = start + size;
     this.#queuedBytes += size;
     if (!this.#flushScheduled && !this.#writing) {
       this.#flushScheduled = true;
@@ -221,22 +273,27 @@ export class FramedConnection implements ConnectionHandler {
     const used = this.#outUsed;
     if (out === undefined) {
       this.#outUsed = 0;
-      return this.#out = takeBuffer(
+      return this.#setOut(takeBuffer(
         Math.max(size, Math.min(this.#lastBatch, BATCH_BYTES)),
-      );
+      ));
     }
     if (used + size <= BATCH_BYTES) {
       // A bigger buffer for a bigger batch, so it still goes out in one write.
       const bigger = takeBuffer(used + size);
       bigger.set(out.subarray(0, used));
       returnBuffer(out);
-      return this.#out = bigger;
+      return this.#setOut(bigger);
     }
     // The buffer is never left empty (a frame follows every takeBuffer).
     this.#full.push(out);
     this.#fullUsed.push(used);
     this.#outUsed = 0;
-    return this.#out = takeBuffer(size);
+    return this.#setOut(takeBuffer(size));
+  }
+
+  #setOut(buffer: Uint8Array): Uint8Array {
+    this.#outView = new DataView(buffer.buffer, buffer.byteOffset);
+    return this.#out = buffer;
   }
 
   /** Resolves once every byte accepted so far has been taken by the runtime. */

@@ -87,6 +87,8 @@ export class TypedEventTarget<
   /** Upper bound on addEventListener listeners per type (once ones may be gone). */
   readonly #targetListeners = new Map<string, number>();
   readonly #wrappers = new WeakMap<object, Map<string, EventListener>>();
+  /** Whether `addEventListener` was ever called (then `#targetListeners` counts). */
+  #anyTargetListener = false;
   /** Arguments of the event being dispatched, for reporting listener errors. */
   #dispatching: unknown[] | undefined;
 
@@ -135,6 +137,7 @@ export class TypedEventTarget<
       byType.set(type, wrapper);
     }
     this.#targetListeners.set(type, (this.#targetListeners.get(type) ?? 0) + 1);
+    this.#anyTargetListener = true;
     super.addEventListener(type, wrapper, options);
   }
 
@@ -217,13 +220,15 @@ export class TypedEventTarget<
    */
   [emit]<K extends keyof Args & string>(type: K, ...args: Args[K]): void {
     const entries = this.#positional.get(type);
-    if (entries !== undefined && entries.length > 0) {
-      for (const entry of entries) {
+    if (entries !== undefined) {
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i];
         if (entry.once) this.off(type, entry.fn as Listener<Args[K]>);
         this.#call(type, args, entry.fn, args);
       }
     }
-    if (this.#targetListeners.get(type)) {
+    // Most targets have no addEventListener listener at all: skip the lookup.
+    if (this.#anyTargetListener && this.#targetListeners.get(type)) {
       const outer = this.#dispatching;
       this.#dispatching = args;
       try {
@@ -255,7 +260,13 @@ export class TypedEventTarget<
     callArgs: unknown[],
   ): void {
     try {
-      const result = fn(...callArgs as never[]);
+      // Without a spread in the common cases (`data` fires once per frame).
+      const call = fn as (...args: unknown[]) => unknown;
+      const result = callArgs.length === 2
+        ? call(callArgs[0], callArgs[1])
+        : callArgs.length === 1
+        ? call(callArgs[0])
+        : call(...callArgs);
       if (
         result !== undefined && result !== null &&
         typeof (result as PromiseLike<unknown>).then === "function"

@@ -41,3 +41,21 @@ export function toDataFrame(
   }
   return { sign: SIGN_DATA, uuid, payload: data };
 }
+
+/**
+ * Whether `message` has the shape `send` needs: an object whose uuid is a
+ * string of the protocol's uuid length and whose data is a `Uint8Array`.
+ * Whether the uuid is ASCII is checked as it is encoded (see
+ * `FramedConnection.sendData`); anything else goes through
+ * {@linkcode toDataFrame} for its error.
+ */
+export function hasMessageShape(
+  message: Message,
+  protocol: ProtocolVersion,
+): boolean {
+  if (message === null || typeof message !== "object") return false;
+  const uuid = message.uuid;
+  return typeof uuid === "string" &&
+    uuid.length === (protocol === 3 ? 36 : 32) &&
+    message.data instanceof Uint8Array;
+}

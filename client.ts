@@ -27,7 +27,7 @@ import {
 import { FramedConnection, gracePeriod } from "./_connection.ts";
 import { type Deadline, DeadlineTimer } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./_events.ts";
-import { type Message, toDataFrame } from "./_message.ts";
+import { hasMessageShape, type Message, toDataFrame } from "./_message.ts";
 import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
 import { quote } from "./_quote.ts";
 import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
@@ -379,6 +379,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   send(message: Message): void {
+    const connection = this.#connection;
+    if (
+      connection !== undefined && !connection.closed && !this.#closing &&
+      hasMessageShape(message, this.#protocol)
+    ) {
+      // Connected: the uuid's characters are checked as they are encoded.
+      connection.sendData(message.uuid, message.data);
+      return;
+    }
     this.#send(toDataFrame(message, this.#protocol));
   }
 

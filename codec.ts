@@ -210,6 +210,13 @@ export function encodedSize(
   return headerSize(protocol) + frame.payload.length;
 }
 
+/**
+ * Chunks at least this long are decoded through a DataView (see `push`): on
+ * V8 (Deno, Node.js) that reads a header about 3× faster than byte by byte.
+ * On Bun (JavaScriptCore) DataView reads are slower than byte loads, so never.
+ */
+const VIEW_MIN_CHUNK = "Bun" in globalThis ? Infinity : 256;
+
 // One scratch buffer for the length field: reading and writing float64 through
 // it costs no allocation per frame, unlike a DataView per chunk.
 const scratch = new DataView(new ArrayBuffer(8));
@@ -412,13 +419,18 @@ export class FrameDecoder {
     const length = chunk.length;
     const headerLength = this.#headerSize;
     let at = 0;
+    // A chunk long enough to hold several headers is read through one
+    // DataView: a word at a time instead of a byte at a time.
+    const view = length >= VIEW_MIN_CHUNK
+      ? new DataView(chunk.buffer, chunk.byteOffset, length)
+      : undefined;
     try {
       while (at < length) {
         if (this.#payloadLength < 0) {
           // Only where a frame begins, not where a split header resumes.
           if (this.#headerFill === 0) this.#frameStart = this.#consumed + at;
           if (this.#headerFill === 0 && length - at >= headerLength) {
-            this.#readHeader(chunk, at);
+            this.#readHeader(chunk, at, view);
             at += headerLength;
           } else {
             if (this.#headerFill === 0) this.#checkSign(chunk[at]);
@@ -428,7 +440,7 @@ export class FrameDecoder {
             at += take;
             if (this.#headerFill < headerLength) break;
             this.#headerFill = 0;
-            this.#readHeader(this.#header, 0);
+            this.#readHeader(this.#header, 0, undefined);
           }
           if (this.#payloadLength === 0) {
             this.#emit(new Uint8Array(0), onFrame);
@@ -496,23 +508,35 @@ export class FrameDecoder {
     }
   }
 
-  #readHeader(bytes: Uint8Array, at: number): void {
+  #readHeader(
+    bytes: Uint8Array,
+    at: number,
+    view: DataView | undefined,
+  ): void {
     const sign = bytes[at];
     this.#checkSign(sign);
     const idLength = this.#headerSize === 45 ? 36 : 32;
     let highBits = 0;
-    for (let i = at + 1; i < at + 1 + idLength; i++) highBits |= bytes[i];
-    if (highBits & 0x80) {
+    const lengthAt = at + 1 + idLength;
+    if (view !== undefined) {
+      for (let i = at + 1; i < lengthAt; i += 4) highBits |= view.getUint32(i);
+    } else {
+      for (let i = at + 1; i < lengthAt; i++) highBits |= bytes[i];
+    }
+    if (highBits & 0x80808080) {
       throw new ProtocolError(
         "Frame uuid holds non-ASCII bytes",
         this.#frameStart,
       );
     }
-    const lengthAt = at + 1 + idLength;
     let length: number;
     if (idLength === 36) {
-      for (let i = 0; i < 8; i++) scratchBytes[i] = bytes[lengthAt + i];
-      length = scratch.getFloat64(0);
+      if (view !== undefined) {
+        length = view.getFloat64(lengthAt);
+      } else {
+        for (let i = 0; i < 8; i++) scratchBytes[i] = bytes[lengthAt + i];
+        length = scratch.getFloat64(0);
+      }
       if (!(length >= 0) || !Number.isInteger(length)) {
         throw new ProtocolError(
           `Invalid frame length "${length}": expected a whole number of bytes`,
@@ -654,11 +678,37 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
 }
 
 /**
+ * Bun's native `Buffer.prototype.latin1Slice`, which also reads a plain
+ * `Uint8Array`: there it builds a uuid string about three times faster than
+ * `fromCharCode` (JavaScriptCore is slow with many arguments). Unused on Deno
+ * and Node.js, whose V8 runs `fromCharCode` as fast. The bytes are checked to be
+ * ASCII before, so latin1 and ASCII read them alike.
+ */
+const latin1Slice:
+  | ((this: Uint8Array, start: number, end: number) => string)
+  | undefined = (() => {
+    if (!("Bun" in globalThis)) return undefined;
+    const slice =
+      (globalThis as { Buffer?: { prototype?: { latin1Slice?: unknown } } })
+        .Buffer?.prototype?.latin1Slice;
+    if (typeof slice !== "function") return undefined;
+    try {
+      const probe = new Uint8Array([0x61, 0x2d, 0x7a]);
+      return slice.call(probe, 1, 3) === "-z"
+        ? slice as (this: Uint8Array, start: number, end: number) => string
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  })();
+
+/**
  * The `length` (36 or 32) ASCII bytes at `at` as a string, with one
  * `fromCharCode` call with the bytes as plain arguments: several times faster
  * than spreading a typed array through `apply`, and no subarray to allocate.
  */
 function asciiString(b: Uint8Array, at: number, length: 36 | 32): string {
+  if (latin1Slice !== undefined) return latin1Slice.call(b, at, at + length);
   const a = at;
   if (length === 36) {
     // deno-fmt-ignore

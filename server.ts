@@ -19,7 +19,7 @@
 import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
 import { FramedConnection, gracePeriod } from "./_connection.ts";
 import { emit, TypedEventTarget } from "./_events.ts";
-import { type Message, toDataFrame } from "./_message.ts";
+import { hasMessageShape, type Message, toDataFrame } from "./_message.ts";
 import { checkCount, parseCommonOptions } from "./_options.ts";
 import { ClosedError, TimeoutError } from "./errors.ts";
 import { checkServerTls } from "./_tls.ts";
@@ -222,11 +222,13 @@ class Connection implements ServerSocket {
   }
 
   send(message: Message): void {
-    const frame = toDataFrame(message, this.#protocol);
-    if (this.framed.closed) {
-      throw new ClosedError("Cannot send: the connection is closed");
+    if (!hasMessageShape(message, this.#protocol) || this.framed.closed) {
+      toDataFrame(message, this.#protocol); // throws the TypeError, if any
+      if (this.framed.closed) {
+        throw new ClosedError("Cannot send: the connection is closed");
+      }
     }
-    this.framed.send(frame);
+    this.framed.sendData(message.uuid, message.data);
   }
 
   drained(): Promise<void> {
