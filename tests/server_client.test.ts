@@ -236,6 +236,26 @@ test("bad arguments throw before anything is written", async () => {
   assert.equal(client.bufferedAmount, 0);
 });
 
+test("a bad uuid in the middle of a batch writes nothing of it", async () => {
+  await using server = new Server({ host: HOST, port: 0 });
+  server.on("data", (socket, { uuid, data }) => {
+    socket.send({ uuid, data }); // queued: the batch now holds one frame
+    for (const bad of ["é".repeat(36), "\u0100".repeat(36)]) {
+      assert.throws(() => socket.send({ uuid: bad, data }), TypeError);
+    }
+    socket.send({ uuid, data: encoder.encode("second") });
+  });
+  await server.start();
+  await using client = new Client({ host: HOST, port: server.port });
+  const replies: string[] = [];
+  client.on("data", ({ data }) => replies.push(decoder.decode(data)));
+  await next(client, "connected");
+  client.send({ uuid: crypto.randomUUID(), data: encoder.encode("first") });
+  while (replies.length < 2) await sleep(5);
+  await sleep(20);
+  assert.deepEqual(replies, ["first", "second"]);
+});
+
 test("bad options throw TypeError or RangeError naming the option", () => {
   const cases: Array<[Record<string, unknown>, string, typeof Error]> = [
     [{}, "port", TypeError],
