@@ -108,7 +108,11 @@ class DenoConnection implements TransportConnection {
   }
 
   write(bytes: Uint8Array): Promise<void> {
-    return this.#writeAll(bytes);
+    // Usually one write takes everything: one promise reaction, no async
+    // function around it; the loop only for a partial write.
+    return this.#conn.write(bytes).then((count) =>
+      count < bytes.length ? this.#writeAll(bytes.subarray(count)) : undefined
+    );
   }
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
