@@ -38,8 +38,10 @@ export class DeadlineTimer {
       this.#down(index);
       this.#up(last.heapIndex);
     }
-    // The timer may now fire early; it then finds nothing due and re-arms.
-    if (this.#heap.length === 0) this.clear();
+    // The timer may now fire early; it then finds nothing due and re-arms
+    // (or, with nothing left, stays unarmed). It is not cancelled here even
+    // when the heap empties: one request at a time would otherwise arm and
+    // cancel a timer per request. `clear()` cancels it.
   }
 
   /** Cancels the timer and forgets every waiter (without expiring them). */

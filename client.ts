@@ -211,14 +211,42 @@ export interface ClientEventDetails {
   data: Message;
 }
 
-interface PendingRequest extends Deadline {
-  uuid: string;
+/**
+ * A request waiting for its reply. A class rather than an object of closures:
+ * `request()` is called once per message, and each closure is an allocation.
+ */
+class PendingRequest implements Deadline {
+  heapIndex = -1;
   /** The connection the request was written on, if it has left the queue. */
-  sentOn: FramedConnection | undefined;
-  resolve(data: Uint8Array): void;
-  reject(error: unknown): void;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  sentOn: FramedConnection | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
+
+  constructor(
+    readonly uuid: string,
+    readonly deadline: number,
+    readonly timeout: number,
+    readonly signal: AbortSignal | undefined,
+    /** Removes the request from the client's map, heap and signal. */
+    readonly forget: (request: PendingRequest) => void,
+    readonly settled: (data: Uint8Array) => void,
+    readonly failed: (error: unknown) => void,
+  ) {}
+
+  resolve(data: Uint8Array): void {
+    this.forget(this);
+    this.settled(data);
+  }
+
+  reject(error: unknown): void {
+    this.forget(this);
+    this.failed(error);
+  }
+
+  expire(): void {
+    this.reject(
+      new TimeoutError(`No reply within ${this.timeout} ms`, this.timeout),
+    );
+  }
 }
 
 /**
@@ -258,6 +286,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #transport: Transport;
   readonly #pending = new Map<string, PendingRequest>();
   readonly #deadlines = new DeadlineTimer();
+  readonly #forgetRequest = (request: PendingRequest) => this.#forget(request);
   #connection: FramedConnection | undefined;
   #connecting: Promise<void> | undefined;
   #attemptAbort: AbortController | undefined;
@@ -435,26 +464,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       ? crypto.randomUUID()
       : crypto.randomUUID().replaceAll("-", "");
     return new Promise<Uint8Array>((resolve, reject) => {
-      const request: PendingRequest = {
+      const request = new PendingRequest(
         uuid,
-        sentOn: undefined,
-        deadline: performance.now() + timeout,
-        heapIndex: -1,
+        performance.now() + timeout,
+        timeout,
         signal,
-        onAbort: undefined,
-        resolve: (reply) => {
-          this.#forget(request);
-          resolve(reply);
-        },
-        reject: (error) => {
-          this.#forget(request);
-          reject(error);
-        },
-        expire: () =>
-          request.reject(
-            new TimeoutError(`No reply within ${timeout} ms`, timeout),
-          ),
-      };
+        this.#forgetRequest,
+        resolve,
+        reject,
+      );
       try {
         this.#send({ sign: SIGN_DATA, uuid, payload: data });
       } catch (error) {
@@ -680,6 +698,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         );
       }
     }
+    // No request left to time out: no timer either.
+    if (this.#pending.size === 0) this.#deadlines.clear();
     if (error !== undefined) this[emit]("exception", error);
     this[emit]("closed");
     if (!this.#closing) this.#scheduleReconnect();
