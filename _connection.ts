@@ -64,19 +64,24 @@ export interface FramedConnectionEvents {
 }
 
 export class FramedConnection implements ConnectionHandler {
-  /** performance.now() of the last byte received. */
+  // Liveness is kept to the owner's tick, not to the byte: the hot paths set a
+  // flag and the tick's `stamp(now)` turns flags into times, so no clock is
+  // read per chunk or per write batch (performance.now() is an op on Deno).
+
+  /** When bytes last arrived, as of the tick that noticed them. */
   lastReceived = performance.now();
+  /** When a frame was last queued for sending, as of the tick that noticed. */
+  lastSent = this.lastReceived;
   /**
-   * performance.now() of the last frame queued for sending, read once per
-   * write batch (when a frame is queued on an empty buffer), not per frame.
-   */
-  lastSent = performance.now();
-  /**
-   * performance.now() at which a frame header began arriving, while it is
-   * still incomplete. A header is 45 bytes: a peer that takes longer than the
-   * silence timeout to send one (dribbling a byte now and then) is dropped.
+   * When the frame header still incomplete began arriving, as of the tick that
+   * noticed; undefined while no header is incomplete. A header is 45 bytes: a
+   * peer that takes longer than the silence timeout to send one (dribbling a
+   * byte now and then) is dropped.
    */
   headerSince: number | undefined;
+  #receivedSinceStamp = false;
+  #sentSinceStamp = false;
+  #headerBegan = false;
   #framesIn = 0;
 
   readonly #transport: TransportConnection;
@@ -144,9 +149,29 @@ export class FramedConnection implements ConnectionHandler {
     return this.headerSince ?? this.lastReceived;
   }
 
+  /**
+   * Dates the activity seen since the last call at `now`. Called by the
+   * owner's liveness tick before it reads the times above, so they are late by
+   * at most one tick, never early: a timeout may fire up to a tick late.
+   */
+  stamp(now: number): void {
+    if (this.#receivedSinceStamp) {
+      this.#receivedSinceStamp = false;
+      this.lastReceived = now;
+    }
+    if (this.#sentSinceStamp) {
+      this.#sentSinceStamp = false;
+      this.lastSent = now;
+    }
+    if (this.#headerBegan) {
+      this.#headerBegan = false;
+      this.headerSince = now;
+    }
+  }
+
   // ConnectionHandler: called by the transport.
   received(chunk: Uint8Array): void {
-    const now = this.lastReceived = performance.now();
+    this.#receivedSinceStamp = true;
     if (this.#closing) return;
     const framesBefore = this.#framesIn;
     try {
@@ -160,11 +185,21 @@ export class FramedConnection implements ConnectionHandler {
     const pending = this.#decoder.pendingBytes;
     if (pending === 0 || pending >= this.#headerSize) {
       this.headerSince = undefined;
+      this.#headerBegan = false;
     } else if (
-      this.headerSince === undefined || this.#framesIn !== framesBefore
+      (this.headerSince === undefined && !this.#headerBegan) ||
+      this.#framesIn !== framesBefore
     ) {
-      this.headerSince = now; // a new header began in this chunk
+      // A new header began in this chunk: its clock starts at the next tick.
+      this.headerSince = undefined;
+      this.#headerBegan = true;
     }
+  }
+
+  progressed(): void {
+    // While the transport holds reads back for a write, a peer that takes
+    // what is written is as alive as one that sends.
+    this.#receivedSinceStamp = true;
   }
 
   ended(error?: unknown): void {
@@ -258,7 +293,7 @@ export class FramedConnection implements ConnectionHandler {
       this.#outView!.setFloat64(lengthAt, payload.length);
     } else this.#outView!.setUint32(lengthAt, payload.length);
     out.set(payload, start + this.#headerSize);
-    if (this.#queuedBytes === 0) this.lastSent = performance.now();
+    this.#sentSinceStamp = true;
     this.#outUsed = start + size;
     this.#queuedBytes += size;
     if (!this.#flushScheduled && !this.#writing) {

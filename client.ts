@@ -739,6 +739,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     const connection = this.#connection;
     if (!connection || connection.closed) return;
     const now = performance.now();
+    connection.stamp(now);
     if (now - connection.lastProgress >= (this.#timeoutMs ?? Infinity)) {
       this[emit](
         "exception",

@@ -494,8 +494,10 @@ export class FrameDecoder {
   #emit(payload: Uint8Array, onFrame: (frame: Frame) => void): void {
     const frame: Frame = { sign: this.#sign, uuid: this.#uuid, payload };
     this.#payloadLength = -1;
-    this.#parts = [];
-    this.#partsBytes = 0;
+    if (this.#partsBytes > 0) {
+      this.#parts = [];
+      this.#partsBytes = 0;
+    }
     onFrame(frame);
   }
 

@@ -377,7 +377,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       this.#listener = await this.#transport.listen(
         { hostname: this.host, port: this.#port },
         (transport) => this.#accept(transport),
-        this.#tls ? { tls: this.#tls } : undefined,
+        // Clients always read, so the two ends never wait on each other.
+        { tls: this.#tls, readAfterWrite: true },
       );
     } catch (error) {
       throw new Error(
@@ -458,14 +459,19 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   }
 
   async #stop(listener: TransportListener): Promise<void> {
-    await listener.close();
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    // Connections stop taking frames at once (close() marks them closing
+    // before it awaits anything): nothing read from here on is answered, even
+    // while the listener takes a few turns to close.
     const grace = gracePeriod(this.#graceMs);
+    const closing = Array.from(
+      this.#connections,
+      ({ framed }) => framed.close(grace.over),
+    );
     try {
-      await Promise.all(
-        Array.from(this.#connections, ({ framed }) => framed.close(grace.over)),
-      );
+      await listener.close();
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      await Promise.all(closing);
     } finally {
       grace.end();
     }
@@ -529,6 +535,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     for (const connection of this.#connections) {
       const framed = connection.framed;
       if (framed.closed) continue;
+      framed.stamp(now);
       if (now - framed.lastProgress >= timeoutMs) {
         this[emit](
           "exception",
