@@ -72,10 +72,16 @@ const MIN_READ = 512;
 class DenoConnection implements TransportConnection {
   readonly remoteAddr: NetAddress;
   readonly #conn: DenoConn;
+  readonly #readAfterWrite: boolean;
+  /** The write the next read waits for, with `#readAfterWrite`. */
+  #writing: Promise<void> | undefined;
+  /** The handler, while reads wait for a write. */
+  #waiting: ConnectionHandler | undefined;
   #closing = false;
 
-  constructor(conn: DenoConn) {
+  constructor(conn: DenoConn, readAfterWrite = false) {
     this.#conn = conn;
+    this.#readAfterWrite = readAfterWrite;
     this.remoteAddr = denoAddress(conn.remoteAddr);
     try {
       conn.setNoDelay?.(true);
@@ -99,6 +105,22 @@ class DenoConnection implements TransportConnection {
         handler.received(slab.subarray(used, used + count));
         used += count;
         if (count === space && slabSize < MAX_SLAB) slabSize *= 2;
+        if (this.#readAfterWrite) {
+          // Reading while an answer is being written costs Deno a read that
+          // waits in its reactor; reading after it, the bytes are there.
+          await undefined; // the handler's writes start in a microtask
+          while (this.#writing !== undefined && !this.#closing) {
+            const written = this.#writing;
+            this.#writing = undefined;
+            this.#waiting = handler;
+            try {
+              await written;
+            } catch { /* the handler hears of it through its own write */ }
+            this.#waiting = undefined;
+            handler.progressed?.();
+            await undefined; // a write that was queued behind it starts
+          }
+        }
       }
     } catch (error) {
       if (!this.#closing) failure = error;
@@ -110,15 +132,18 @@ class DenoConnection implements TransportConnection {
   write(bytes: Uint8Array): Promise<void> {
     // Usually one write takes everything: one promise reaction, no async
     // function around it; the loop only for a partial write.
-    return this.#conn.write(bytes).then((count) =>
+    const written = this.#conn.write(bytes).then((count) =>
       count < bytes.length ? this.#writeAll(bytes.subarray(count)) : undefined
     );
+    if (this.#readAfterWrite) this.#writing = written;
+    return written;
   }
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
     let at = 0;
     while (at < bytes.length) {
       at += await this.#conn.write(at === 0 ? bytes : bytes.subarray(at));
+      this.#waiting?.progressed?.();
     }
   }
 
@@ -168,7 +193,7 @@ export const denoTransport: Transport = {
           });
           continue;
         }
-        const connection = new DenoConnection(conn);
+        const connection = new DenoConnection(conn, options?.readAfterWrite);
         connection.run(accept(connection));
       }
     })();

@@ -90,6 +90,18 @@ export interface ClientTlsOptions {
 export interface ListenOptions {
   /** Serve TLS instead of plain TCP. */
   tls?: ServerTlsOptions;
+  /**
+   * On an accepted connection, read again only once the writes made while the
+   * last read was handled have been taken by the runtime (default false: keep
+   * reading regardless). Bytes that arrive meanwhile are read together, and a
+   * peer that stops reading is not read from either; while reads wait, the
+   * handler's `progressed` hears of every write the peer takes. Transports
+   * whose reads are pushed to them may ignore it.
+   *
+   * Never set it on both ends of a connection: two peers that each wait for
+   * their write before reading can wait for each other forever.
+   */
+  readAfterWrite?: boolean;
 }
 
 /**
@@ -125,6 +137,11 @@ export interface ConnectionHandler {
   received(chunk: Uint8Array): void;
   /** Called once, after the connection is fully closed; `error` if it failed. */
   ended(error?: unknown): void;
+  /**
+   * The peer took written bytes while reads were held back for them (see
+   * {@linkcode ListenOptions.readAfterWrite}): it is alive, though unheard.
+   */
+  progressed?(): void;
 }
 
 /**

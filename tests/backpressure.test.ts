@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { runtime, test } from "./_harness.ts";
 import { HOST, next, sleep, until } from "./_helpers.ts";
-import { memory, silentClient, silentServer } from "./_silent.ts";
+import {
+  memory,
+  silentClient,
+  type SilentPeer,
+  silentServer,
+} from "./_silent.ts";
+import { encodeFrame, SIGN_DATA } from "../codec.ts";
 import { BufferFullError, Client, Server, type ServerSocket } from "../mod.ts";
 import { DEFAULT_MAX_BUFFERED_BYTES } from "../server.ts";
 
@@ -190,3 +196,77 @@ test("memory stays bounded while a server keeps sending to a peer that never rea
     await peer.close();
   }
 });
+
+// Under Deno the server reads a connection again only once its answers to the
+// last read are written, so a client that floods requests without reading the
+// answers stops being read: nothing is refused and nothing piles up in the
+// server. (Bun and Node.js push reads to the server; there the
+// maxBufferedBytes tests above are what bounds it.)
+if (runtime === "deno") {
+  test("a client that sends without reading answers stops being read; once it reads, every request is answered", async () => {
+    await using server = new Server({ host: HOST, port: 0 });
+    let answered = 0;
+    let refused = 0;
+    let peakBuffered = 0;
+    server.on("data", (socket, message) => {
+      try {
+        server.send(socket, message);
+        answered++;
+      } catch {
+        refused++;
+      }
+      peakBuffered = Math.max(peakBuffered, socket.bufferedAmount);
+    });
+    await server.start();
+    const peer = await silentClient(server.port) as SilentPeer & {
+      conn: Deno.Conn;
+    };
+    const other = new Client({ host: HOST, port: server.port });
+    try {
+      const REQUESTS = 2000;
+      const SIZE = 16 * 1024;
+      const frame = encodeFrame({
+        sign: SIGN_DATA,
+        uuid: crypto.randomUUID(),
+        payload: new Uint8Array(SIZE),
+      });
+      // 32 MiB of requests: more than the kernel's buffers hold both ways.
+      let sent = 0;
+      const writing = (async () => {
+        for (; sent < REQUESTS; sent++) {
+          for (let at = 0; at < frame.length;) {
+            at += await peer.conn.write(frame.subarray(at));
+          }
+        }
+      })().catch(() => {});
+      await until(() => answered > 0, 5000, "the first answers");
+      await sleep(300);
+      const stalled = answered;
+      await sleep(200);
+      assert.equal(answered, stalled, "the server stopped reading the peer");
+      assert.ok(sent < REQUESTS, "the peer's writes are held back too");
+      assert.equal(refused, 0);
+      // At most the answers to one read wait in the server (reads are up to
+      // 256 KiB), not the 8 MiB maxBufferedBytes allows.
+      assert.ok(peakBuffered <= 512 * 1024, `peak buffered ${peakBuffered}`);
+      // Other connections are served meanwhile.
+      const reply = await other.request(new Uint8Array([7]), {
+        timeout: 2000,
+      });
+      assert.deepEqual([...reply], [7]);
+      // Once the peer reads, everything flows: every request answered.
+      peer.resume();
+      await writing;
+      await until(
+        () => peer.received === REQUESTS * frame.length,
+        10_000,
+        "every answer at the peer",
+      );
+      assert.equal(answered, REQUESTS + 1); // and the other client's one
+      assert.equal(refused, 0);
+    } finally {
+      await other.close();
+      await peer.close();
+    }
+  });
+}
