@@ -17,17 +17,19 @@ import type { ConnectionHandler, TransportConnection } from "./transport.ts";
 /**
  * Frames are encoded as they are sent into a write buffer, which goes out in
  * one write once the turn ends: frames sent in the same turn share a write of
- * up to this many bytes (a larger frame gets a buffer of its own).
+ * up to this many bytes. A larger frame is spread over several such buffers,
+ * written one after another, rather than given a fresh buffer of its own
+ * (a megabyte allocation costs more than its copy, and wakes the GC).
  */
 const BATCH_BYTES = 256 * 1024;
 /**
  * Write buffers come in four sizes, 4 KiB to 256 KiB, and are reused through
  * pools shared by every connection of the process (allocating a buffer costs
  * far more than filling a small one). Idle connections hold none. At most
- * this many of each size are kept: under 2 MiB in all.
+ * this many of each size are kept: under 5 MiB in all.
  */
 const POOL_SIZES = [4096, 16384, 65536, BATCH_BYTES];
-const POOL_LIMITS = [32, 16, 8, 4];
+const POOL_LIMITS = [32, 16, 8, 16];
 const pools: Uint8Array[][] = [[], [], [], []];
 
 /** A write buffer of at least `size` bytes: pooled, unless over BATCH_BYTES. */
@@ -268,8 +270,12 @@ export class FramedConnection implements ConnectionHandler {
       throw new BufferFullError(buffered, this.#maxBufferedBytes, size);
     }
     let out = this.#out;
-    if (out === undefined || this.#outUsed + size > out.length) {
-      out = this.#grow(size);
+    const large = size > BATCH_BYTES;
+    if (
+      out === undefined ||
+      this.#outUsed + (large ? this.#headerSize : size) > out.length
+    ) {
+      out = this.#grow(large ? BATCH_BYTES : size);
     }
     const start = this.#outUsed;
     out[start] = sign;
@@ -292,13 +298,38 @@ export class FramedConnection implements ConnectionHandler {
     if (this.#protocol === 3) {
       this.#outView!.setFloat64(lengthAt, payload.length);
     } else this.#outView!.setUint32(lengthAt, payload.length);
-    out.set(payload, start + this.#headerSize);
+    if (large) {
+      this.#outUsed = this.#spread(payload, start + this.#headerSize);
+    } else {
+      out.set(payload, start + this.#headerSize);
+      this.#outUsed = start + size;
+    }
     this.#sentSinceStamp = true;
-    this.#outUsed = start + size;
     this.#queuedBytes += size;
     if (!this.#flushScheduled && !this.#writing) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
+    }
+  }
+
+  /**
+   * Copies a payload larger than a write buffer from `at` in the current one
+   * on through as many fresh ones as it takes; returns the bytes used in the
+   * last.
+   */
+  #spread(payload: Uint8Array, at: number): number {
+    let out = this.#out!;
+    let from = 0;
+    while (true) {
+      const count = Math.min(out.length - at, payload.length - from);
+      out.set(payload.subarray(from, from + count), at);
+      from += count;
+      at += count;
+      if (from === payload.length) return at;
+      this.#full.push(out);
+      this.#fullUsed.push(at);
+      out = this.#setOut(takeBuffer(BATCH_BYTES));
+      at = 0;
     }
   }
 
