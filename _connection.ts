@@ -200,8 +200,14 @@ export class FramedConnection implements ConnectionHandler {
 
   progressed(): void {
     // While the transport holds reads back for a write, a peer that takes
-    // what is written is as alive as one that sends.
+    // what is written is as alive as one that sends; and a header left
+    // incomplete by the last read is not late by the peer's doing: its clock
+    // starts again.
     this.#receivedSinceStamp = true;
+    if (this.headerSince !== undefined) {
+      this.headerSince = undefined;
+      this.#headerBegan = true;
+    }
   }
 
   ended(error?: unknown): void {

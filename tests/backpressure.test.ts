@@ -270,3 +270,58 @@ if (runtime === "deno") {
     }
   });
 }
+
+if (runtime === "deno") {
+  test("while the server waits to write, a client that reads slowly but steadily stays connected past timeout", async () => {
+    // timeout 0.25 s; the client sends its requests at once, then only reads:
+    // 24 MiB of answers (more than the kernel's buffers hold, within
+    // maxBufferedBytes) at about 12 MB/s, so for about two seconds. The 1,104
+    // bytes of requests also outgrow the server's first 1 KiB read, which ends
+    // inside a header: that header's clock must not run while reads wait.
+    await using server = new Server({
+      host: HOST,
+      port: 0,
+      timeout: 0.25,
+      heartbeat: 60,
+      maxBufferedBytes: 32 * 1024 * 1024,
+    });
+    const ANSWER = 1024 * 1024;
+    server.on("data", (socket, { uuid }) => {
+      socket.send({ uuid, data: new Uint8Array(ANSWER) });
+    });
+    await server.start();
+    const conn = await Deno.connect({ hostname: HOST, port: server.port });
+    try {
+      const REQUESTS = 24;
+      const requests = new Uint8Array(REQUESTS * 46);
+      for (let i = 0; i < REQUESTS; i++) {
+        requests.set(
+          encodeFrame({
+            sign: SIGN_DATA,
+            uuid: crypto.randomUUID(),
+            payload: new Uint8Array(1),
+          }),
+          i * 46,
+        );
+      }
+      await conn.write(requests);
+      const expected = REQUESTS * (45 + ANSWER);
+      const buffer = new Uint8Array(256 * 1024);
+      let received = 0;
+      const started = performance.now();
+      while (received < expected && performance.now() - started < 10_000) {
+        const count = await conn.read(buffer);
+        if (count === null) break;
+        received += count;
+        await sleep(20);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      assert.equal(received, expected, "every answer: no drop while writing");
+      assert.ok(seconds > 1, `reading took ${seconds} s, past timeout`);
+      // (Once everything is written the client is silent, and is dropped
+      // after timeout like any silent peer.)
+    } finally {
+      conn.close();
+    }
+  });
+}
