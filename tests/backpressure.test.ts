@@ -273,7 +273,7 @@ if (runtime === "deno") {
 
 if (runtime === "deno") {
   test("while the server waits to write, a client that reads slowly but steadily stays connected past timeout", async () => {
-    // timeout 0.25 s; the client sends its requests at once, then only reads:
+    // timeout 0.5 s; the client sends its requests at once, then only reads:
     // 24 MiB of answers (more than the kernel's buffers hold, within
     // maxBufferedBytes) at about 12 MB/s, so for about two seconds. The 1,104
     // bytes of requests also outgrow the server's first 1 KiB read, which ends
@@ -281,7 +281,7 @@ if (runtime === "deno") {
     await using server = new Server({
       host: HOST,
       port: 0,
-      timeout: 0.25,
+      timeout: 0.5,
       heartbeat: 60,
       maxBufferedBytes: 32 * 1024 * 1024,
     });
