@@ -117,8 +117,9 @@ class DenoConnection implements TransportConnection {
               await written;
             } catch { /* the handler hears of it through its own write */ }
             this.#waiting = undefined;
+            // The handler's reaction to `written` ran first and has started
+            // the write queued behind it, if any: the loop waits for that too.
             handler.progressed?.();
-            await undefined; // a write that was queued behind it starts
           }
         }
       }
