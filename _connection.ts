@@ -198,6 +198,10 @@ export class FramedConnection implements ConnectionHandler {
     }
   }
 
+  readTarget(): Uint8Array | undefined {
+    return this.#closing ? undefined : this.#decoder.readTarget();
+  }
+
   progressed(): void {
     // While the transport holds reads back for a write, a peer that takes
     // what is written is as alive as one that sends; and a header left

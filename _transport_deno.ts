@@ -95,16 +95,23 @@ class DenoConnection implements TransportConnection {
     let failure: unknown;
     try {
       while (true) {
-        if (slab.length - used < MIN_READ) {
-          slab = new Uint8Array(slabSize);
-          used = 0;
+        const target = handler.readTarget?.();
+        if (target !== undefined) {
+          const count = await this.#conn.read(target);
+          if (count === null) break;
+          handler.received(target.subarray(0, count));
+        } else {
+          if (slab.length - used < MIN_READ) {
+            slab = new Uint8Array(slabSize);
+            used = 0;
+          }
+          const space = slab.length - used;
+          const count = await this.#conn.read(slab.subarray(used));
+          if (count === null) break;
+          handler.received(slab.subarray(used, used + count));
+          used += count;
+          if (count === space && slabSize < MAX_SLAB) slabSize *= 2;
         }
-        const space = slab.length - used;
-        const count = await this.#conn.read(slab.subarray(used));
-        if (count === null) break;
-        handler.received(slab.subarray(used, used + count));
-        used += count;
-        if (count === space && slabSize < MAX_SLAB) slabSize *= 2;
         if (this.#readAfterWrite) {
           // Reading while an answer is being written costs Deno a read that
           // waits in its reactor; reading after it, the bytes are there.

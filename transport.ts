@@ -142,6 +142,13 @@ export interface ConnectionHandler {
    * {@linkcode ListenOptions.readAfterWrite}): it is alive, though unheard.
    */
   progressed?(): void;
+  /**
+   * Where the next bytes belong, if the handler has memory waiting for them
+   * (a large payload's own buffer). A transport that reads into memory it is
+   * given may read into this view and pass `received` the part it filled, so
+   * the bytes are never copied; one that is handed its bytes ignores it.
+   */
+  readTarget?(): Uint8Array | undefined;
 }
 
 /**

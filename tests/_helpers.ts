@@ -1,6 +1,7 @@
 // Shared test helpers: waiting for events with a bound, and a raw socket that
 // speaks bytes, not frames, for playing a misbehaving peer.
 
+import assert from "node:assert/strict";
 import { runtimeTransport, type TransportConnection } from "../transport.ts";
 
 export const HOST = "127.0.0.1";
@@ -34,6 +35,25 @@ export function next<T extends unknown[] = unknown[]>(
 }
 
 /** Resolves after `ms` milliseconds. */
+/**
+ * Asserts two byte arrays are equal, naming the first difference (a deep
+ * equality diff of megabytes would take longer than the test).
+ */
+export function assertSameBytes(
+  actual: Uint8Array,
+  expected: Uint8Array,
+  label = "bytes",
+): void {
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) {
+      assert.fail(
+        `${label}: byte ${i} is ${actual[i]}, expected ${expected[i]}`,
+      );
+    }
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { fromHex, toHex } from "./_hex.ts";
+import { assertSameBytes } from "./_helpers.ts";
 import vectors from "./fixtures/vectors.json" with { type: "json" };
 import {
   decodeFrame,
@@ -237,6 +238,101 @@ test("codec: a 64 MiB payload in 64 KiB chunks decodes in linear time", () => {
   for (let i = 0; i < size; i += 4096) assert.equal(received[i], i & 0xff);
   // Linear work shows as the held bytes never exceeding one frame.
   assert.equal(decoder.pendingBytes, 0);
+});
+
+/** A payload whose every byte depends on its position, so misplaced bytes show. */
+function patterned(size: number): Uint8Array {
+  const payload = new Uint8Array(size);
+  for (let i = 0; i < size; i++) payload[i] = (i * 7 + (i >> 8)) & 0xff;
+  return payload;
+}
+
+test("codec: a large payload gets its own memory only once an eighth of it is here", () => {
+  const size = 1024 * 1024;
+  const payload = patterned(size);
+  const bytes = encodeFrame({
+    sign: SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload,
+  });
+  const decoder = new FrameDecoder();
+  const received: Uint8Array[] = [];
+  // The header and up to an eighth of the payload reserve nothing.
+  decoder.push(
+    bytes.subarray(0, 45 + size / 8 - 1),
+    (f) => received.push(f.payload),
+  );
+  assert.equal(decoder.readTarget(), undefined);
+  decoder.push(
+    bytes.subarray(45 + size / 8 - 1, 45 + size / 8),
+    (f) => received.push(f.payload),
+  );
+  const target = decoder.readTarget();
+  assert.ok(target);
+  assert.equal(target.length, size - size / 8);
+  assert.equal(target.byteOffset + target.length, target.buffer.byteLength);
+  // Reads straight into the target, in three pieces, as a transport would.
+  let at = 45 + size / 8;
+  for (const piece of [1000, 300_000]) {
+    const into = decoder.readTarget()!;
+    into.set(bytes.subarray(at, at + piece));
+    decoder.push(into.subarray(0, piece), (f) => received.push(f.payload));
+    at += piece;
+  }
+  assert.equal(decoder.pendingBytes, 45 + at - 45);
+  const last = decoder.readTarget()!;
+  assert.equal(last.length, bytes.length - at);
+  last.set(bytes.subarray(at));
+  decoder.push(last, (f) => received.push(f.payload));
+  assert.equal(received.length, 1);
+  assert.equal(received[0].buffer, target.buffer);
+  assertSameBytes(received[0], payload);
+  assert.equal(decoder.readTarget(), undefined);
+  assert.equal(decoder.pendingBytes, 0);
+});
+
+test("codec: chunks from elsewhere are copied into the target, in order", () => {
+  const sizes = [64 * 1024 - 1, 64 * 1024, 200_003];
+  const frames = sizes.map((size) =>
+    encodeFrame({
+      sign: SIGN_DATA,
+      uuid: crypto.randomUUID(),
+      payload: patterned(size),
+    })
+  );
+  const stream = new Uint8Array(frames.reduce((sum, f) => sum + f.length, 0));
+  frames.reduce((at, f) => (stream.set(f, at), at + f.length), 0);
+  for (const chunkSize of [1, 4093, 65536]) {
+    const decoder = new FrameDecoder();
+    const received: Uint8Array[] = [];
+    let targets = 0;
+    for (let at = 0; at < stream.length; at += chunkSize) {
+      decoder.push(
+        stream.subarray(at, at + chunkSize),
+        (f) => received.push(f.payload),
+      );
+      if (decoder.readTarget()) targets++;
+    }
+    assert.equal(received.length, sizes.length);
+    received.forEach((payload, n) =>
+      assertSameBytes(payload, patterned(sizes[n]), `chunks of ${chunkSize}`)
+    );
+    // The payload under 64 KiB never gets a target.
+    assert.ok(targets > 0 || chunkSize === 65536, `chunks of ${chunkSize}`);
+  }
+});
+
+test("codec: an error or end inside a large payload lets go of its target", () => {
+  const bytes = encodeFrame({
+    sign: SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload: patterned(256 * 1024),
+  });
+  const decoder = new FrameDecoder();
+  decoder.push(bytes.subarray(0, 100_000), () => {});
+  assert.ok(decoder.readTarget());
+  assert.throws(() => decoder.end(), ProtocolError);
+  assert.equal(decoder.readTarget(), undefined);
 });
 
 test("codec: encoding refuses bad uuids, signs and payloads", () => {

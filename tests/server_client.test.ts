@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
-import { decoder, encoder, HOST, next, sleep } from "./_helpers.ts";
+import {
+  assertSameBytes,
+  decoder,
+  encoder,
+  HOST,
+  next,
+  sleep,
+} from "./_helpers.ts";
 import {
   BufferFullError,
   Client,
@@ -386,4 +393,25 @@ test("load: 100 clients x 100 requests all answered with the right payload", asy
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }
+});
+
+test("large payloads, pipelined with small ones, come back byte for byte", async () => {
+  await using server = new Server({ host: HOST, port: 0 });
+  server.on("data", (socket, message) => socket.send(message));
+  await server.start();
+  await using client = new Client({ host: HOST, port: server.port });
+  // Sizes around the decoder's 64 KiB own-memory threshold and the 256 KiB
+  // write buffer, each byte set by its position and its payload's index.
+  const sizes = [3 * 1024 * 1024 + 5, 17, 65535, 65536, 256 * 1024 + 45, 0];
+  const payloads = sizes.map((size, n) => {
+    const payload = new Uint8Array(size);
+    for (let i = 0; i < size; i++) payload[i] = (i * 31 + n + (i >> 10)) & 0xff;
+    return payload;
+  });
+  const replies = await Promise.all(
+    payloads.map((payload) => client.request(payload, { timeout: 15000 })),
+  );
+  replies.forEach((reply, n) =>
+    assertSameBytes(reply, payloads[n], `payload ${n}`)
+  );
 });
