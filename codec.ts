@@ -359,6 +359,8 @@ export class FrameDecoder {
    * {@linkcode FrameDecoder.readTarget}); `#partsBytes` counts what it holds.
    */
   #target: Uint8Array | undefined;
+  /** Whether readTarget() lent a view of `#target` since the last chunk. */
+  #lent = false;
   /** Bytes consumed before the current chunk, for error offsets. */
   #consumed = 0;
   #frameStart = 0;
@@ -431,7 +433,9 @@ export class FrameDecoder {
    */
   readTarget(): Uint8Array | undefined {
     const target = this.#target;
-    return target === undefined ? undefined : target.subarray(this.#partsBytes);
+    if (target === undefined) return undefined;
+    this.#lent = true;
+    return target.subarray(this.#partsBytes);
   }
 
   /**
@@ -492,11 +496,15 @@ export class FrameDecoder {
         const take = Math.min(missing, length - at);
         const target = this.#target;
         if (target !== undefined) {
-          // Bytes read straight into the target are in place already.
-          if (
-            chunk.buffer !== target.buffer ||
-            chunk.byteOffset + at !== target.byteOffset + this.#partsBytes
-          ) target.set(chunk.subarray(at, at + take), this.#partsBytes);
+          // Bytes read into the view readTarget() lent are in place already.
+          // (Only then is `chunk.buffer` looked at: on JavaScriptCore that
+          // can cost an ArrayBuffer object per chunk.)
+          const inPlace = this.#lent && chunk.buffer === target.buffer &&
+            chunk.byteOffset + at === target.byteOffset + this.#partsBytes;
+          this.#lent = false;
+          if (!inPlace) {
+            target.set(chunk.subarray(at, at + take), this.#partsBytes);
+          }
         } else {
           this.#parts.push(chunk.subarray(at, at + take));
         }
