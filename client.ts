@@ -727,7 +727,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     // The client never answers a PING: if both sides echoed, one PING
     // would bounce forever.
     if (frame.sign !== SIGN_DATA) return;
-    const request = this.#pending.get(frame.uuid);
+    // Hashing a fresh 36-character key costs more than the rest of a `send`
+    // reply's path: look only when some request waits.
+    const request = this.#pending.size > 0
+      ? this.#pending.get(frame.uuid)
+      : undefined;
     if (request) {
       request.resolve(frame.payload);
       return;
