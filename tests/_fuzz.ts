@@ -190,6 +190,10 @@ export function generate(seed: number, index: number): FuzzCase {
   for (let i = 0; i < count; i++) {
     let length = rng.int(Math.min(maxFrameSize, 300) + 1);
     if (rng.chance(0.1)) length = Math.min(maxFrameSize, 5000);
+    // Now and then a payload large enough to get memory of its own.
+    if (rng.chance(0.01)) {
+      length = Math.min(maxFrameSize, 65536 + rng.int(65536));
+    }
     if (rng.chance(0.05)) length = Math.min(maxFrameSize, 4096) + 1; // too large
     const frame = encodeFrame({
       sign: rng.chance(0.3) ? SIGN_PING : SIGN_DATA,
@@ -306,9 +310,21 @@ export function check(fuzzCase: FuzzCase): string | undefined {
   const onFrame = (frame: RefFrame) => got.push(frame);
   let thrown: unknown;
   let thrownAt: "push" | "end" | undefined;
+  let intoTarget = false;
   for (const chunk of chunks) {
+    // Every other chunk that fits goes in through readTarget(), as a
+    // transport reading into it would; the rest are copied in.
+    let piece = chunk;
+    const target = decoder.readTarget();
+    if (
+      target !== undefined && chunk.length <= target.length &&
+      (intoTarget = !intoTarget)
+    ) {
+      target.set(chunk);
+      piece = target.subarray(0, chunk.length);
+    }
     try {
-      decoder.push(chunk, onFrame);
+      decoder.push(piece, onFrame);
     } catch (error) {
       thrown = error;
       thrownAt = "push";
