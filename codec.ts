@@ -323,8 +323,10 @@ export interface DecoderOptions {
 /**
  * Incremental frame decoder: push byte chunks as they arrive, get whole frames
  * back through a callback. A payload that arrives within one chunk is a
- * zero-copy `subarray` view of it; one split across chunks is copied once, when
- * its last byte arrives. Work is linear in the bytes pushed.
+ * zero-copy `subarray` view of it; one split across chunks is copied once into
+ * memory of its own (a large one as its bytes arrive, where a transport that
+ * reads into {@linkcode FrameDecoder.readTarget} skips even that copy). Work is
+ * linear in the bytes pushed.
  *
  * After a {@linkcode ProtocolError} the decoder is spent: every later push
  * throws the same error.
