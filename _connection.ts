@@ -291,10 +291,17 @@ export class FramedConnection implements ConnectionHandler {
     out[start] = sign;
     const idLength = this.#headerSize - (this.#protocol === 3 ? 9 : 5);
     let highBits = 0;
-    for (let i = 0, at = start + 1; i < idLength; i++, at++) {
-      const code = uuid.charCodeAt(i);
-      highBits |= code;
-      out[at] = code;
+    // Four characters a step (36 and 32 are multiples of 4).
+    for (let i = 0, at = start + 1; i < idLength; i += 4, at += 4) {
+      const a = uuid.charCodeAt(i);
+      const b = uuid.charCodeAt(i + 1);
+      const c = uuid.charCodeAt(i + 2);
+      const d = uuid.charCodeAt(i + 3);
+      highBits |= a | b | c | d;
+      out[at] = a;
+      out[at + 1] = b;
+      out[at + 2] = c;
+      out[at + 3] = d;
     }
     if (checkUuid && highBits > 0x7f) {
       // Nothing was queued: the bytes past `#outUsed` are free space.
