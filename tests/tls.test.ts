@@ -5,7 +5,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "./_harness.ts";
-import { decoder, encoder, HOST, next, until } from "./_helpers.ts";
+import {
+  assertSameBytes,
+  decoder,
+  encoder,
+  HOST,
+  next,
+  until,
+} from "./_helpers.ts";
 import {
   Client,
   ClosedError,
@@ -66,13 +73,18 @@ test("tls: echo over TLS, request() and data events", async () => {
   const reply = await client.request(encoder.encode("echo"), { timeout: 5000 });
   assert.equal(decoder.decode(reply), "echo");
 
+  // Large enough to be read into its own buffer, patterned so that a byte
+  // out of place shows.
   const uuid = crypto.randomUUID();
+  const payload = new Uint8Array(1024 * 1024 + 3);
+  for (let i = 0; i < payload.length; i++) {
+    payload[i] = (i * 13 + (i >> 9)) & 0xff;
+  }
   const data = next<[{ uuid: string; data: Uint8Array }]>(client, "data");
-  client.send({ uuid, data: new Uint8Array(100_000).fill(7) });
+  client.send({ uuid, data: payload });
   const [message] = await data;
   assert.equal(message.uuid, uuid);
-  assert.equal(message.data.length, 100_000);
-  assert.ok(message.data.every((byte) => byte === 7));
+  assertSameBytes(message.data, payload);
   assert.deepEqual(exceptions, []);
 });
 
