@@ -36,6 +36,16 @@ export function next<T extends unknown[] = unknown[]>(
 
 /** Resolves after `ms` milliseconds. */
 /**
+ * A payload whose every byte depends on its position (and on `seed`), so a
+ * byte copied to the wrong place, or from the wrong payload, shows.
+ */
+export function patterned(size: number, seed = 0): Uint8Array {
+  const payload = new Uint8Array(size);
+  for (let i = 0; i < size; i++) payload[i] = (i * 7 + (i >> 8) + seed) & 0xff;
+  return payload;
+}
+
+/**
  * Asserts two byte arrays are equal, naming the first difference (a deep
  * equality diff of megabytes would take longer than the test).
  */

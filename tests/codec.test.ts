@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { fromHex, toHex } from "./_hex.ts";
-import { assertSameBytes } from "./_helpers.ts";
+import { assertSameBytes, patterned } from "./_helpers.ts";
 import vectors from "./fixtures/vectors.json" with { type: "json" };
 import {
   decodeFrame,
@@ -239,13 +239,6 @@ test("codec: a 64 MiB payload in 64 KiB chunks decodes in linear time", () => {
   // Linear work shows as the held bytes never exceeding one frame.
   assert.equal(decoder.pendingBytes, 0);
 });
-
-/** A payload whose every byte depends on its position, so misplaced bytes show. */
-function patterned(size: number): Uint8Array {
-  const payload = new Uint8Array(size);
-  for (let i = 0; i < size; i++) payload[i] = (i * 7 + (i >> 8)) & 0xff;
-  return payload;
-}
 
 test("codec: a large payload gets its own memory only once an eighth of it is here", () => {
   const size = 1024 * 1024;

@@ -6,6 +6,7 @@ import {
   encoder,
   HOST,
   next,
+  patterned,
   sleep,
 } from "./_helpers.ts";
 import {
@@ -403,11 +404,7 @@ test("large payloads, pipelined with small ones, come back byte for byte", async
   // Sizes around the decoder's 64 KiB own-memory threshold and the 256 KiB
   // write buffer, each byte set by its position and its payload's index.
   const sizes = [3 * 1024 * 1024 + 5, 17, 65535, 65536, 256 * 1024 + 45, 0];
-  const payloads = sizes.map((size, n) => {
-    const payload = new Uint8Array(size);
-    for (let i = 0; i < size; i++) payload[i] = (i * 31 + n + (i >> 10)) & 0xff;
-    return payload;
-  });
+  const payloads = sizes.map((size, n) => patterned(size, n));
   const replies = await Promise.all(
     payloads.map((payload) => client.request(payload, { timeout: 15000 })),
   );

@@ -11,6 +11,7 @@ import {
   encoder,
   HOST,
   next,
+  patterned,
   until,
 } from "./_helpers.ts";
 import {
@@ -76,10 +77,7 @@ test("tls: echo over TLS, request() and data events", async () => {
   // Large enough to be read into its own buffer, patterned so that a byte
   // out of place shows.
   const uuid = crypto.randomUUID();
-  const payload = new Uint8Array(1024 * 1024 + 3);
-  for (let i = 0; i < payload.length; i++) {
-    payload[i] = (i * 13 + (i >> 9)) & 0xff;
-  }
+  const payload = patterned(1024 * 1024 + 3);
   const data = next<[{ uuid: string; data: Uint8Array }]>(client, "data");
   client.send({ uuid, data: payload });
   const [message] = await data;
