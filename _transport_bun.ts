@@ -89,6 +89,11 @@ class BunConnection implements TransportConnection {
     });
   }
 
+  writeNow(bytes: Uint8Array): number {
+    if (this.#closing) return 0;
+    return Math.max(0, this.#socket.write(bytes));
+  }
+
   drain(): void {
     const rest = this.#unwritten;
     if (!rest) return;

@@ -172,6 +172,15 @@ export interface TransportConnection {
    * until it settles.
    */
   write(bytes: Uint8Array): Promise<void> | undefined;
+  /**
+   * Hands the runtime as much of `bytes` as it takes at once, and returns how
+   * many bytes that was (0 if the connection is closed). Keeps no reference to
+   * `bytes`, so the caller may reuse them at once and must write the rest
+   * itself. Only while no write is outstanding. Offered by transports whose
+   * runtime writes synchronously (Bun): a large payload then goes out without
+   * first being copied.
+   */
+  writeNow?(bytes: Uint8Array): number;
   /** Closes the connection; the handler's `ended` follows. Idempotent. */
   close(): void;
 }

@@ -412,3 +412,27 @@ test("large payloads, pipelined with small ones, come back byte for byte", async
     assertSameBytes(reply, payloads[n], `payload ${n}`)
   );
 });
+
+test("send copies what it has not written: payloads reused at once arrive as sent", async () => {
+  await using server = new Server({ host: HOST, port: 0 });
+  server.on("data", (socket, message) => {
+    socket.send(message);
+    message.data.fill(0); // the server reuses its payload at once
+  });
+  await server.start();
+  await using client = new Client({ host: HOST, port: server.port });
+  await next(client, "connected");
+  // Large enough for the runtime not to take them whole in one write, and
+  // back to back, so some go out behind the rest of another.
+  const sizes = [4 * 1024 * 1024 + 3, 300 * 1024, 2 * 1024 * 1024, 17];
+  const replies = sizes.map((size, n) => {
+    const payload = patterned(size, n);
+    const reply = client.request(payload, { timeout: 15000 });
+    payload.fill(0xff); // and so does the client
+    return reply;
+  });
+  const received = await Promise.all(replies);
+  received.forEach((reply, n) =>
+    assertSameBytes(reply, patterned(sizes[n], n), `payload ${n}`)
+  );
+});
