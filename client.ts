@@ -391,7 +391,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 
   /**
    * Sends a message: at once when connected, otherwise queued until the next
-   * connection, in order.
+   * connection, in order. The payload is copied or written before `send`
+   * returns, so the caller may reuse it at once.
    *
    * @param message A 36-character ASCII uuid and the payload.
    * @throws {TypeError} If the uuid or data is invalid; nothing is written.
@@ -422,7 +423,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 
   /**
    * Sends `data` under a fresh uuid and resolves with the reply's payload. The
-   * reply is not also emitted as `data`.
+   * reply is not also emitted as `data`. Like `send`, copies or writes `data`
+   * before returning, so the caller may reuse it at once.
    *
    * @param data The request payload.
    * @param options Time limit (ms) and abort signal.
@@ -600,7 +602,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         "messages",
       );
     }
-    this.#queue.push(frame);
+    // Copied, as a connection's write buffer would: the caller may reuse its
+    // payload once `send` returns. (`new Uint8Array` copies even a Node.js
+    // `Buffer`, whose `slice` would not.)
+    this.#queue.push({
+      sign: frame.sign,
+      uuid: frame.uuid,
+      payload: new Uint8Array(frame.payload),
+    });
     this.#queuedBytes += size;
   }
 

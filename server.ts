@@ -125,7 +125,9 @@ export interface ServerSocket {
   /** True once the connection is closing or closed. */
   readonly closed: boolean;
   /**
-   * Sends a message. Frames sent in the same turn go out in one write.
+   * Sends a message. Frames sent in the same turn go out in one write. The
+   * payload is copied or written before `send` returns, so the caller may
+   * reuse it at once.
    * @throws {TypeError} If the uuid or data is invalid; nothing is written.
    * @throws {ClosedError} If the connection is closed.
    * @throws {BufferFullError} If `maxBufferedBytes` would be passed.

@@ -436,3 +436,24 @@ test("send copies what it has not written: payloads reused at once arrive as sen
     assertSameBytes(reply, patterned(sizes[n], n), `payload ${n}`)
   );
 });
+
+test("send while disconnected copies the payload: reused at once, it still arrives as sent", async () => {
+  await using server = new Server({ host: HOST, port: 0 });
+  const received: Uint8Array[] = [];
+  server.on("data", (socket, message) => {
+    received.push(message.data);
+    socket.send(message);
+  });
+  await server.start();
+  await using client = new Client({ host: HOST, port: server.port });
+  // Not connected yet: both go to the queue, and the caller reuses its buffer.
+  const payload = patterned(70_000, 7);
+  client.send({ uuid: crypto.randomUUID(), data: payload });
+  payload.fill(0xff);
+  const small = patterned(17, 8);
+  const reply = client.request(small);
+  small.fill(0);
+  assert.deepEqual(await reply, patterned(17, 8));
+  assert.equal(received.length, 2);
+  assertSameBytes(received[0], patterned(70_000, 7), "queued payload");
+});
