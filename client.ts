@@ -30,6 +30,7 @@ import { emit, TypedEventTarget } from "./_events.ts";
 import { hasMessageShape, type Message, toDataFrame } from "./_message.ts";
 import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
 import { quote } from "./_quote.ts";
+import { PayloadCopies } from "./_payload_copies.ts";
 import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
 import type { ClientTlsOptions, Transport } from "./transport.ts";
 import { checkClientTls } from "./_tls.ts";
@@ -292,6 +293,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #attemptAbort: AbortController | undefined;
   readonly #tls: ClientTlsOptions | undefined;
   #queue: Frame[] = [];
+  readonly #queueCopies = new PayloadCopies();
   #queuedBytes = 0;
   #attempt = 0;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -565,6 +567,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       request.reject(closed);
     }
     this.#queue = [];
+    this.#queueCopies.release();
     this.#queuedBytes = 0;
     for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(closed);
     this.#attemptAbort?.abort(closed);
@@ -603,12 +606,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       );
     }
     // Copied, as a connection's write buffer would: the caller may reuse its
-    // payload once `send` returns. (`new Uint8Array` copies even a Node.js
-    // `Buffer`, whose `slice` would not.)
+    // payload once `send` returns.
     this.#queue.push({
       sign: frame.sign,
       uuid: frame.uuid,
-      payload: new Uint8Array(frame.payload),
+      payload: this.#queueCopies.copy(frame.payload),
     });
     this.#queuedBytes += size;
   }
@@ -673,6 +675,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#attempt = 0;
     const queue = this.#queue;
     this.#queue = [];
+    this.#queueCopies.release();
     this.#queuedBytes = 0;
     for (const frame of queue) {
       connection.send(frame);

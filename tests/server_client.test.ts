@@ -446,14 +446,25 @@ test("send while disconnected copies the payload: reused at once, it still arriv
   });
   await server.start();
   await using client = new Client({ host: HOST, port: server.port });
-  // Not connected yet: both go to the queue, and the caller reuses its buffer.
-  const payload = patterned(70_000, 7);
-  client.send({ uuid: crypto.randomUUID(), data: payload });
-  payload.fill(0xff);
-  const small = patterned(17, 8);
-  const reply = client.request(small);
+  // Not connected yet: all of these are queued, and the caller reuses its
+  // buffers at once. The small ones span several of the queue's slabs.
+  const large = patterned(70_000, 7);
+  client.send({ uuid: crypto.randomUUID(), data: large });
+  large.fill(0xff);
+  const small = new Uint8Array(33);
+  const smallCount = 3000;
+  for (let n = 0; n < smallCount; n++) {
+    small.set(patterned(33, n));
+    client.send({ uuid: crypto.randomUUID(), data: small });
+  }
   small.fill(0);
-  assert.deepEqual(await reply, patterned(17, 8));
-  assert.equal(received.length, 2);
-  assertSameBytes(received[0], patterned(70_000, 7), "queued payload");
+  const last = patterned(17, 8);
+  const reply = client.request(last);
+  last.fill(0);
+  assertSameBytes(await reply, patterned(17, 8), "request");
+  assert.equal(received.length, smallCount + 2);
+  assertSameBytes(received[0], patterned(70_000, 7), "large payload");
+  for (let n = 0; n < smallCount; n++) {
+    assertSameBytes(received[n + 1], patterned(33, n), `small payload ${n}`);
+  }
 });
