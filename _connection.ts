@@ -32,10 +32,6 @@ const POOL_SIZES = [4096, 16384, 65536, BATCH_BYTES];
 const POOL_LIMITS = [32, 16, 8, 16];
 const pools: Uint8Array[][] = [[], [], [], []];
 
-/** Where a frame sent with `writeNow` has its header encoded. */
-const directHeader = new Uint8Array(45);
-const directHeaderView = new DataView(directHeader.buffer);
-
 /** A write buffer of at least `size` bytes: pooled, unless over BATCH_BYTES. */
 function takeBuffer(size: number): Uint8Array {
   for (let i = 0; i < POOL_SIZES.length; i++) {
@@ -50,41 +46,6 @@ function takeBuffer(size: number): Uint8Array {
 function returnBuffer(buffer: Uint8Array): void {
   const i = POOL_SIZES.indexOf(buffer.length);
   if (i >= 0 && pools[i].length < POOL_LIMITS[i]) pools[i].push(buffer);
-}
-
-/**
- * Encodes a frame header at `start` of `out` (`outView` views the same
- * memory); returns the uuid's characters OR-ed together, for the caller's ASCII
- * check.
- */
-function encodeHeader(
-  out: Uint8Array,
-  outView: DataView,
-  start: number,
-  protocol: ProtocolVersion,
-  sign: Sign,
-  uuid: string,
-  payloadLength: number,
-): number {
-  out[start] = sign;
-  const idLength = protocol === 3 ? 36 : 32;
-  let highBits = 0;
-  // Four characters a step (36 and 32 are multiples of 4).
-  for (let i = 0, at = start + 1; i < idLength; i += 4, at += 4) {
-    const a = uuid.charCodeAt(i);
-    const b = uuid.charCodeAt(i + 1);
-    const c = uuid.charCodeAt(i + 2);
-    const d = uuid.charCodeAt(i + 3);
-    highBits |= a | b | c | d;
-    out[at] = a;
-    out[at + 1] = b;
-    out[at + 2] = c;
-    out[at + 3] = d;
-  }
-  const lengthAt = start + 1 + idLength;
-  if (protocol === 3) outView.setFloat64(lengthAt, payloadLength);
-  else outView.setUint32(lengthAt, payloadLength);
-  return highBits;
 }
 
 export interface FramedConnectionOptions {
@@ -318,15 +279,8 @@ export class FramedConnection implements ConnectionHandler {
       if (checkUuid) assertUuid(uuid, this.#protocol);
       throw new BufferFullError(buffered, this.#maxBufferedBytes, size);
     }
-    const large = size > BATCH_BYTES;
-    if (
-      large && buffered === 0 && !this.#writing &&
-      this.#transport.writeNow !== undefined
-    ) {
-      this.#sendDirect(sign, uuid, payload, checkUuid);
-      return;
-    }
     let out = this.#out;
+    const large = size > BATCH_BYTES;
     if (
       out === undefined ||
       this.#outUsed + (large ? this.#headerSize : size) > out.length
@@ -334,15 +288,21 @@ export class FramedConnection implements ConnectionHandler {
       out = this.#grow(large ? BATCH_BYTES : size);
     }
     const start = this.#outUsed;
-    const highBits = encodeHeader(
-      out,
-      this.#outView!,
-      start,
-      this.#protocol,
-      sign,
-      uuid,
-      payload.length,
-    );
+    out[start] = sign;
+    const idLength = this.#headerSize - (this.#protocol === 3 ? 9 : 5);
+    let highBits = 0;
+    // Four characters a step (36 and 32 are multiples of 4).
+    for (let i = 0, at = start + 1; i < idLength; i += 4, at += 4) {
+      const a = uuid.charCodeAt(i);
+      const b = uuid.charCodeAt(i + 1);
+      const c = uuid.charCodeAt(i + 2);
+      const d = uuid.charCodeAt(i + 3);
+      highBits |= a | b | c | d;
+      out[at] = a;
+      out[at + 1] = b;
+      out[at + 2] = c;
+      out[at + 3] = d;
+    }
     if (checkUuid && highBits > 0x7f) {
       // Nothing was queued: the bytes past `#outUsed` are free space.
       if (start === 0) {
@@ -351,67 +311,59 @@ export class FramedConnection implements ConnectionHandler {
       }
       assertUuid(uuid, this.#protocol); // throws the TypeError
     }
-    if (large) {
-      this.#outUsed = this.#spread(payload, start + this.#headerSize);
-    } else {
+    const lengthAt = start + 1 + idLength;
+    if (this.#protocol === 3) {
+      this.#outView!.setFloat64(lengthAt, payload.length);
+    } else this.#outView!.setUint32(lengthAt, payload.length);
+    let queued = size;
+    if (!large) {
       out.set(payload, start + this.#headerSize);
       this.#outUsed = start + size;
-    }
-    this.#queued(size);
-  }
-
-  /**
-   * Sends a large frame, with nothing queued before it, straight from the
-   * caller's payload: what the runtime takes at once is never copied, and
-   * only the rest is, into write buffers, since the caller may reuse its
-   * payload once `send` returns.
-   */
-  #sendDirect(
-    sign: Sign,
-    uuid: string,
-    payload: Uint8Array,
-    checkUuid: boolean,
-  ): void {
-    const header = directHeader.subarray(0, this.#headerSize);
-    const highBits = encodeHeader(
-      header,
-      directHeaderView,
-      0,
-      this.#protocol,
-      sign,
-      uuid,
-      payload.length,
-    );
-    if (checkUuid && highBits > 0x7f) assertUuid(uuid, this.#protocol);
-    const writeNow = this.#transport.writeNow!;
-    let taken = writeNow.call(this.#transport, header);
-    if (taken === header.length) {
-      taken += writeNow.call(this.#transport, payload);
+    } else if (
+      start === 0 && buffered === 0 && !this.#writing &&
+      this.#transport.writeNow !== undefined
+    ) {
+      queued = this.#writeNow(out, payload);
+    } else {
+      this.#outUsed = this.#spread(payload, start + this.#headerSize);
     }
     this.#sentSinceStamp = true;
-    const size = header.length + payload.length;
-    if (taken === size) return;
-    const out = this.#grow(Math.min(size - taken, BATCH_BYTES));
-    let at = 0;
-    if (taken < header.length) {
-      out.set(header.subarray(taken));
-      at = header.length - taken;
-    }
-    this.#outUsed = this.#spread(
-      payload.subarray(Math.max(0, taken - header.length)),
-      at,
-    );
-    this.#queued(size - taken);
-  }
-
-  /** Counts `size` more bytes encoded and makes sure a flush will follow. */
-  #queued(size: number): void {
-    this.#sentSinceStamp = true;
-    this.#queuedBytes += size;
+    if (queued === 0) return;
+    this.#queuedBytes += queued;
     if (!this.#flushScheduled && !this.#writing) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
     }
+  }
+
+  /**
+   * Writes a large frame, whose header starts the otherwise empty write buffer
+   * `out`, straight from the caller's payload: what the runtime takes at once
+   * is never copied, and only the rest is, into write buffers, since the caller
+   * may reuse its payload once `send` returns. Returns the bytes left queued.
+   */
+  #writeNow(out: Uint8Array, payload: Uint8Array): number {
+    const transport = this.#transport;
+    const headerSize = this.#headerSize;
+    let taken = transport.writeNow!(out.subarray(0, headerSize));
+    if (taken === headerSize) taken += transport.writeNow!(payload);
+    const rest = headerSize + payload.length - taken;
+    if (rest === 0) {
+      returnBuffer(out);
+      this.#out = undefined;
+      this.#outUsed = 0;
+      return 0;
+    }
+    let at = 0;
+    if (taken < headerSize) {
+      out.copyWithin(0, taken, headerSize);
+      at = headerSize - taken;
+    }
+    this.#outUsed = this.#spread(
+      payload.subarray(Math.max(0, taken - headerSize)),
+      at,
+    );
+    return rest;
   }
 
   /**
