@@ -12,7 +12,10 @@ import {
   SIGN_DATA,
 } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
-import type { ConnectionHandler, TransportConnection } from "./transport.ts";
+import type {
+  ConnectionHandler,
+  TransportConnection,
+} from "./transport/transport.ts";
 
 /**
  * Frames are encoded as they are sent into a write buffer, which goes out in
@@ -492,24 +495,4 @@ export class FramedConnection implements ConnectionHandler {
     this.#closing = true;
     this.#transport.close();
   }
-}
-
-/**
- * A grace period for closing: one timer however many connections wait on it
- * (a server's stop() closes them all against the same one).
- */
-export function gracePeriod(ms: number): { over: Promise<void>; end(): void } {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let resolve!: () => void;
-  const over = new Promise<void>((done) => {
-    resolve = done;
-    timer = setTimeout(done, ms);
-  });
-  return {
-    over,
-    end() {
-      clearTimeout(timer);
-      resolve();
-    },
-  };
 }

@@ -1,3 +1,5 @@
+// Deadlines: many waiters on one timer, and the grace period of a close.
+//
 // Deadlines for many waiters on one timer: an indexed binary min-heap, so a
 // waiter that settles early leaves in O(log n) instead of lingering until its
 // deadline, and the timer is re-armed only when it fires or a new earliest
@@ -111,4 +113,24 @@ export class DeadlineTimer {
     heap[index] = item;
     item.heapIndex = index;
   }
+}
+
+/**
+ * A grace period for closing: one timer however many connections wait on it
+ * (a server's stop() closes them all against the same one).
+ */
+export function gracePeriod(ms: number): { over: Promise<void>; end(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let resolve!: () => void;
+  const over = new Promise<void>((done) => {
+    resolve = done;
+    timer = setTimeout(done, ms);
+  });
+  return {
+    over,
+    end() {
+      clearTimeout(timer);
+      resolve();
+    },
+  };
 }

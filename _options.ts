@@ -3,7 +3,8 @@
 
 import { DEFAULT_MAX_FRAME_SIZE, type ProtocolVersion } from "./codec.ts";
 import { quote } from "./_quote.ts";
-import { runtimeTransport, type Transport } from "./transport.ts";
+import { runtimeTransport } from "./transport/runtime.ts";
+import type { Transport } from "./transport/transport.ts";
 
 /**
  * Default host a server listens on.

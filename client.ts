@@ -24,16 +24,16 @@ import {
   SIGN_DATA,
   SIGN_PING,
 } from "./codec.ts";
-import { FramedConnection, gracePeriod } from "./_connection.ts";
-import { type Deadline, DeadlineTimer } from "./_deadlines.ts";
-import { emit, TypedEventTarget } from "./_events.ts";
-import { hasMessageShape, type Message, toDataFrame } from "./_message.ts";
+import { FramedConnection } from "./_connection.ts";
+import { type Deadline, DeadlineTimer, gracePeriod } from "./_deadlines.ts";
+import { emit, TypedEventTarget } from "./events.ts";
+import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
 import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
 import { quote } from "./_quote.ts";
 import { PayloadCopies } from "./_payload_copies.ts";
 import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
-import type { ClientTlsOptions, Transport } from "./transport.ts";
-import { checkClientTls } from "./_tls.ts";
+import type { ClientTlsOptions, Transport } from "./transport/transport.ts";
+import { checkClientTls } from "./transport/_tls.ts";
 
 /**
  * Default limit on messages queued while disconnected.

@@ -21,6 +21,7 @@
 
 import { FrameTooLargeError, ProtocolError } from "./errors.ts";
 import { quote } from "./_quote.ts";
+import { allocUnsafe, latin1Slice, slowDataView } from "./transport/_bytes.ts";
 
 /** Sign byte of a heartbeat frame. @example `frame.sign === SIGN_PING` */
 export const SIGN_PING = 0x01;
@@ -218,9 +219,9 @@ const TARGET_MAX_RESERVE = 8;
 /**
  * Chunks at least this long are decoded through a DataView (see `push`): on
  * V8 (Deno, Node.js) that reads a header about 3× faster than byte by byte.
- * On Bun (JavaScriptCore) DataView reads are slower than byte loads, so never.
+ * Where DataView reads are slower than byte loads (Bun), never.
  */
-const VIEW_MIN_CHUNK = "Bun" in globalThis ? Infinity : 256;
+const VIEW_MIN_CHUNK = slowDataView ? Infinity : 256;
 
 // One scratch buffer for the length field: reading and writing float64 through
 // it costs no allocation per frame, unlike a DataView per chunk.
@@ -768,31 +769,6 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
 }
 
 /**
- * Bun's native `Buffer.prototype.latin1Slice`, which also reads a plain
- * `Uint8Array`: there it builds a uuid string about three times faster than
- * `fromCharCode` (JavaScriptCore is slow with many arguments). Unused on Deno
- * and Node.js, whose V8 runs `fromCharCode` as fast. The bytes are checked to be
- * ASCII before, so latin1 and ASCII read them alike.
- */
-const latin1Slice:
-  | ((this: Uint8Array, start: number, end: number) => string)
-  | undefined = (() => {
-    if (!("Bun" in globalThis)) return undefined;
-    const slice =
-      (globalThis as { Buffer?: { prototype?: { latin1Slice?: unknown } } })
-        .Buffer?.prototype?.latin1Slice;
-    if (typeof slice !== "function") return undefined;
-    try {
-      const probe = new Uint8Array([0x61, 0x2d, 0x7a]);
-      return slice.call(probe, 1, 3) === "-z"
-        ? slice as (this: Uint8Array, start: number, end: number) => string
-        : undefined;
-    } catch {
-      return undefined;
-    }
-  })();
-
-/**
  * The `length` (36 or 32) ASCII bytes at `at` as a string, with one
  * `fromCharCode` call with the bytes as plain arguments: several times faster
  * than spreading a typed array through `apply`, and no subarray to allocate.
@@ -822,26 +798,6 @@ function asciiString(b: Uint8Array, at: number, length: 36 | 32): string {
     b[a + 31],
   );
 }
-
-/**
- * On Bun, `Bun.allocUnsafe`: memory for a payload without zeroing it first (a
- * MiB costs 20 µs instead of 55 µs there), for a payload written whole before
- * anything reads it. A plain `Uint8Array`, not a Node.js `Buffer` (whose
- * `slice` would not copy). Undefined elsewhere.
- */
-const allocUnsafe: ((size: number) => Uint8Array) | undefined = (() => {
-  const allocate = (globalThis as { Bun?: { allocUnsafe?: unknown } }).Bun
-    ?.allocUnsafe;
-  if (typeof allocate !== "function") return undefined;
-  try {
-    const probe = allocate(3);
-    if (
-      Object.getPrototypeOf(probe) === Uint8Array.prototype &&
-      probe.length === 3
-    ) return allocate as (size: number) => Uint8Array;
-  } catch { /* not the function we know */ }
-  return undefined;
-})();
 
 function join(
   parts: Uint8Array[],

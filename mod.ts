@@ -48,7 +48,7 @@ export {
   type ServerOptions,
   type ServerSocket,
 } from "./server.ts";
-export type { Message } from "./_message.ts";
+export type { Message } from "./message.ts";
 export type {
   Accept,
   ClientTlsOptions,
@@ -60,13 +60,13 @@ export type {
   Transport,
   TransportConnection,
   TransportListener,
-} from "./transport.ts";
+} from "./transport/transport.ts";
 export {
   type DetailListener,
   type EventShape,
   type Listener,
   TypedEventTarget,
-} from "./_events.ts";
+} from "./events.ts";
 export {
   decodeFrame,
   type DecoderOptions,

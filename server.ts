@@ -17,19 +17,20 @@
  */
 
 import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
-import { FramedConnection, gracePeriod } from "./_connection.ts";
-import { emit, TypedEventTarget } from "./_events.ts";
-import { hasMessageShape, type Message, toDataFrame } from "./_message.ts";
+import { FramedConnection } from "./_connection.ts";
+import { gracePeriod } from "./_deadlines.ts";
+import { emit, TypedEventTarget } from "./events.ts";
+import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
 import { checkCount, parseCommonOptions } from "./_options.ts";
 import { ClosedError, TimeoutError } from "./errors.ts";
-import { checkServerTls } from "./_tls.ts";
+import { checkServerTls } from "./transport/_tls.ts";
 import type {
   NetAddress,
   ServerTlsOptions,
   Transport,
   TransportConnection,
   TransportListener,
-} from "./transport.ts";
+} from "./transport/transport.ts";
 
 export {
   DEFAULT_GRACE_PERIOD,

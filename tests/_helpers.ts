@@ -2,7 +2,10 @@
 // speaks bytes, not frames, for playing a misbehaving peer.
 
 import assert from "node:assert/strict";
-import { runtimeTransport, type TransportConnection } from "../transport.ts";
+import {
+  runtimeTransport,
+  type TransportConnection,
+} from "../transport/mod.ts";
 
 export const HOST = "127.0.0.1";
 export const encoder = new TextEncoder();

@@ -15,7 +15,7 @@ import {
   runtimeTransport,
   type TransportConnection,
   type TransportListener,
-} from "../transport.ts";
+} from "../transport/mod.ts";
 
 /** Probabilities (0..1) and durations (ms) of each fault. */
 export interface Faults {

@@ -20,7 +20,10 @@ import {
   TimeoutError,
 } from "../mod.ts";
 import { encodeFrame, FrameDecoder, SIGN_DATA } from "../codec.ts";
-import { runtimeTransport, type TransportConnection } from "../transport.ts";
+import {
+  runtimeTransport,
+  type TransportConnection,
+} from "../transport/mod.ts";
 
 const SEED = 0xc4a05;
 

@@ -1,4 +1,4 @@
-// The command-line tool (cli.ts), run as a child process under the runtime
+// The command-line tool (cli/main.ts), run as a child process under the runtime
 // running the tests, against servers and clients made in the test.
 
 import assert from "node:assert/strict";
@@ -6,13 +6,13 @@ import { runtime, test } from "./_harness.ts";
 import { decoder, encoder, HOST, next } from "./_helpers.ts";
 import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
 import { Client, Server } from "../mod.ts";
-import { ExitCode } from "../cli.ts";
-import { runtimeTransport } from "../transport.ts";
+import { ExitCode } from "../cli/main.ts";
+import { runtimeTransport } from "../transport/mod.ts";
 
-// Beside the sources, or beside the compiled package (npm/tests → npm/cli.js).
+// Beside the sources, or beside the compiled package (npm/tests → npm/cli/main.js).
 const CLI = decodeURIComponent(
   new URL(
-    import.meta.url.endsWith(".js") ? "../cli.js" : "../cli.ts",
+    import.meta.url.endsWith(".js") ? "../cli/main.js" : "../cli/main.ts",
     import.meta.url,
   )
     .pathname,

@@ -10,7 +10,7 @@ import { Client } from "../mod.ts";
 
 const CLI = decodeURIComponent(
   new URL(
-    import.meta.url.endsWith(".js") ? "../cli.js" : "../cli.ts",
+    import.meta.url.endsWith(".js") ? "../cli/main.js" : "../cli/main.ts",
     import.meta.url,
   ).pathname,
 );

@@ -8,7 +8,7 @@ import { test } from "./_harness.ts";
 import { encoder, HOST, next, until } from "./_helpers.ts";
 import { type Child, spawn } from "./_spawn.ts";
 import { Client, type Frame, FrameDecoder, Server, SIGN_PING } from "../mod.ts";
-import { runtimeTransport, type Transport } from "../transport.ts";
+import { runtimeTransport, type Transport } from "../transport/mod.ts";
 
 const PEER = decodeURIComponent(
   new URL("./interop/v2_peer.cjs", import.meta.url).pathname,

@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { fromHex } from "./_hex.ts";
 import { encoder, HOST, next, RawSocket, until } from "./_helpers.ts";
-import { runtimeTransport, type TransportConnection } from "../transport.ts";
+import {
+  runtimeTransport,
+  type TransportConnection,
+} from "../transport/mod.ts";
 import vectors from "./fixtures/vectors.json" with { type: "json" };
 import { Client, FrameTooLargeError, ProtocolError, Server } from "../mod.ts";
 

@@ -21,7 +21,10 @@ import {
   type ServerSocket,
   TimeoutError,
 } from "../mod.ts";
-import { runtimeTransport, type TransportConnection } from "../transport.ts";
+import {
+  runtimeTransport,
+  type TransportConnection,
+} from "../transport/mod.ts";
 
 function fixture(name: string): string {
   return readFileSync(new URL(`./fixtures/${name}`, import.meta.url), "utf8");

@@ -86,7 +86,19 @@ try {
     .filter((name) => name.endsWith(".test.ts"))
     .map((name) => join("tests", name));
   run([...common, "--noCheck", shim, ...tests]);
-  run([...common, "--declaration", shim, ...entries.map((e) => e.file)]);
+  // transport/runtime.ts imports the Node.js adapter by a computed specifier
+  // (so Deno's module graph leaves node:net out), which tsc does not follow:
+  // every adapter is compiled explicitly.
+  const adapters = readdirSync(join(root, "transport"))
+    .filter((name) => name.endsWith(".ts"))
+    .map((name) => join("transport", name));
+  run([
+    ...common,
+    "--declaration",
+    shim,
+    ...entries.map((e) => e.file),
+    ...adapters,
+  ]);
 } finally {
   rmSync(shim, { force: true });
 }
@@ -126,7 +138,15 @@ const pkg = {
   engines: { node: ">=20" },
   sideEffects: false,
   // Only the library: not tests/ nor tools/ (build and test artefacts).
-  files: ["*.js", "*.d.ts", "README.md", "LICENSE", "PROTOCOL.md"],
+  files: [
+    "*.js",
+    "*.d.ts",
+    "transport/",
+    "cli/",
+    "README.md",
+    "LICENSE",
+    "PROTOCOL.md",
+  ],
 };
 writeFileSync(join(out, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
 console.log(`Built ${pkg.name}@${pkg.version} into ${relative(root, out)}/`);

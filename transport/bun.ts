@@ -7,7 +7,7 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import { caList, throwIfAborted, untilAborted } from "./_transport_shared.ts";
+import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
 
 // The few members of Bun's socket API this adapter uses; declared here so the
 // module type-checks without Bun's type package.

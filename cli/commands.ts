@@ -1,11 +1,11 @@
 /**
  * The `serve`, `send` and `ping` subcommands of the command-line tool
- * (`cli.ts`). Private: nothing here is part of the library's API.
+ * (`cli/main.ts`). Private: nothing here is part of the library's API.
  *
  * @module
  */
 
-import { Client } from "./client.ts";
+import { Client } from "../client.ts";
 import {
   encodeFrame,
   type Frame,
@@ -13,10 +13,13 @@ import {
   type ProtocolVersion,
   SIGN_DATA,
   SIGN_PING,
-} from "./codec.ts";
-import { ClosedError, ProtocolError, TimeoutError } from "./errors.ts";
-import { Server } from "./server.ts";
-import { runtimeTransport, type TransportConnection } from "./transport.ts";
+} from "../codec.ts";
+import { ClosedError, ProtocolError, TimeoutError } from "../errors.ts";
+import { Server } from "../server.ts";
+import {
+  runtimeTransport,
+  type TransportConnection,
+} from "../transport/mod.ts";
 import {
   CliError,
   ExitCode,
@@ -27,8 +30,8 @@ import {
   protocolOption,
   toCliError,
   usage,
-} from "./_cli_args.ts";
-import type { CliIo } from "./_cli_io.ts";
+} from "./_args.ts";
+import type { CliIo } from "./_io.ts";
 
 /** Host every subcommand uses unless `--host` says otherwise. */
 export const CLI_DEFAULT_HOST = "127.0.0.1";

@@ -8,7 +8,7 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import { caList, throwIfAborted, untilAborted } from "./_transport_shared.ts";
+import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
 
 class NodeConnection implements TransportConnection {
   readonly remoteAddr: NetAddress;

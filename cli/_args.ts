@@ -1,18 +1,18 @@
 /**
  * Argument parsing, exit codes and error reporting for the command-line tool
- * (`cli.ts`). Private: nothing here is part of the library's API.
+ * (`cli/main.ts`). Private: nothing here is part of the library's API.
  *
  * @module
  */
 
-import { ClosedError, ProtocolError, TimeoutError } from "./errors.ts";
+import { ClosedError, ProtocolError, TimeoutError } from "../errors.ts";
 
 /**
  * The exit codes of the command-line tool, stable for scripts.
  *
  * @example
  * ```ts
- * import { ExitCode } from "./_cli_args.ts";
+ * import { ExitCode } from "./_args.ts";
  * console.assert(ExitCode.TIMEOUT === 3);
  * ```
  */
@@ -36,7 +36,7 @@ export const ExitCode = {
  *
  * @example
  * ```ts
- * import { CliError, ExitCode } from "./_cli_args.ts";
+ * import { CliError, ExitCode } from "./_args.ts";
  * const error = new CliError(ExitCode.USAGE, "missing --port");
  * console.assert(error.code === 1);
  * ```
@@ -66,7 +66,7 @@ export class CliError extends Error {
  *
  * @example
  * ```ts
- * import { usage } from "./_cli_args.ts";
+ * import { usage } from "./_args.ts";
  * console.assert(usage("missing --port").code === 1);
  * ```
  */
@@ -79,7 +79,7 @@ export function usage(message: string): CliError {
  *
  * @example
  * ```ts
- * import type { OptionSpec } from "./_cli_args.ts";
+ * import type { OptionSpec } from "./_args.ts";
  * const port: OptionSpec = { type: "number" };
  * ```
  */
@@ -95,7 +95,7 @@ export interface OptionSpec {
  *
  * @example
  * ```ts
- * import type { ParsedArgs } from "./_cli_args.ts";
+ * import type { ParsedArgs } from "./_args.ts";
  * const parsed: ParsedArgs = { values: { port: 80 }, positionals: [] };
  * ```
  */
@@ -118,7 +118,7 @@ export interface ParsedArgs {
  *
  * @example
  * ```ts
- * import { parseArgs } from "./_cli_args.ts";
+ * import { parseArgs } from "./_args.ts";
  * const { values } = parseArgs(["--port=7000", "-q"], {
  *   port: { type: "number" },
  *   quiet: { type: "boolean", short: "q" },
@@ -189,7 +189,7 @@ export function parseArgs(
  *
  * @example
  * ```ts
- * import { numberOption } from "./_cli_args.ts";
+ * import { numberOption } from "./_args.ts";
  * console.assert(numberOption({}, "count", 5, { integer: true, min: 1 }) === 5);
  * ```
  */
@@ -226,7 +226,7 @@ export function numberOption(
  *
  * @example
  * ```ts
- * import { protocolOption } from "./_cli_args.ts";
+ * import { protocolOption } from "./_args.ts";
  * console.assert(protocolOption({ protocol: 2 }) === 2);
  * ```
  */
@@ -246,7 +246,7 @@ export function protocolOption(values: ParsedArgs["values"]): 2 | 3 {
  *
  * @example
  * ```ts
- * import { isConnectionRefused } from "./_cli_args.ts";
+ * import { isConnectionRefused } from "./_args.ts";
  * console.assert(isConnectionRefused(Object.assign(new Error("x"), { code: "ECONNREFUSED" })));
  * ```
  */
@@ -274,8 +274,8 @@ export function isConnectionRefused(error: unknown): boolean {
  *
  * @example
  * ```ts
- * import { toCliError } from "./_cli_args.ts";
- * import { TimeoutError } from "./errors.ts";
+ * import { toCliError } from "./_args.ts";
+ * import { TimeoutError } from "../errors.ts";
  * console.assert(toCliError(new TimeoutError("no reply", 5), "127.0.0.1:7").code === 3);
  * ```
  */
@@ -320,7 +320,7 @@ export function toCliError(error: unknown, peer: string): CliError {
  *
  * @example
  * ```ts
- * import { oneLine } from "./_cli_args.ts";
+ * import { oneLine } from "./_args.ts";
  * console.assert(oneLine(new Error("a\nb")) === "a b");
  * ```
  */

@@ -7,7 +7,7 @@
  * deno run -N -R -W jsr:@qtk/tcp-framework/cli send --port 7000 hello
  * deno run -N -R -W jsr:@qtk/tcp-framework/cli ping --port 7000
  * deno run -N -R -W jsr:@qtk/tcp-framework/cli bench --port 7000 -c 4 -n 16 -s 64 -d 5
- * bun cli.ts --help
+ * bun cli/main.ts --help
  * ```
  *
  * Subcommands: `serve` (an echo or fixed-reply server), `send` (one request,
@@ -26,15 +26,10 @@
  * @module
  */
 
-import {
-  CliError,
-  ExitCode as ExitCodes,
-  oneLine,
-  usage,
-} from "./_cli_args.ts";
-import { bench } from "./_cli_bench.ts";
-import { ping, send, serve } from "./_cli_commands.ts";
-import { type CliIo, processIo } from "./_cli_io.ts";
+import { CliError, ExitCode as ExitCodes, oneLine, usage } from "./_args.ts";
+import { bench } from "./bench.ts";
+import { ping, send, serve } from "./commands.ts";
+import { type CliIo, processIo } from "./_io.ts";
 
 /**
  * The exit codes of the command-line tool, stable for scripts:
@@ -89,7 +84,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => Promise<number>> =
  * Runs the tool with `args` (what follows the script name) and resolves with
  * the exit code. Output goes to the process' stdout and stderr; errors are
  * reported there as one line, `tcp-framework: <message>`. It does not exit
- * the process: `cli.ts` run as a script does that.
+ * the process: `cli/main.ts` run as a script does that.
  *
  * @param args The command line, for example `["send", "--port", "7000", "hi"]`.
  * @returns The exit code, one of {@linkcode ExitCode}.

@@ -1,4 +1,6 @@
-// The {uuid, data} message of the public API, checked and turned into a frame.
+// The {uuid, data} message of the public API (exported from the package root,
+// `mod.ts`), and the checks that turn a caller's message into a frame (used by
+// Server and Client only, not re-exported).
 
 import {
   assertUuid,

@@ -6,7 +6,7 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import { caList, throwIfAborted, untilAborted } from "./_transport_shared.ts";
+import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
 
 // The few members of Deno's socket API this adapter uses; declared here so the
 // module type-checks anywhere (tsc for the npm build has no Deno types).

@@ -1,23 +1,19 @@
 /**
- * The runtime socket adapters: the only module that touches `Deno.*`, `Bun.*`
- * or `node:net` / `node:tls`. Everything above it sees a byte-level connection
- * with a callback for reads and a write that reports when the runtime has
- * taken the bytes. Each adapter speaks plain TCP, or TLS through the runtime's
- * own TLS stack.
+ * The contract between the framework and a runtime's sockets: a byte-level
+ * connection with a callback for reads and a write that reports when the
+ * runtime has taken the bytes, plain TCP or TLS through the runtime's own TLS
+ * stack. Types only: no adapter is imported here, so code that speaks of a
+ * transport loads none (see `runtime.ts` for the one that is loaded).
  *
  * @example
  * ```ts
- * import { runtimeTransport } from "@qtk/tcp-framework/transport";
- * const transport = runtimeTransport();
- * console.assert(typeof transport.listen === "function");
+ * import type { NetAddress, Transport } from "@qtk/tcp-framework/transport";
+ * const address: NetAddress = { hostname: "127.0.0.1", port: 0 };
+ * const open = (transport: Transport) => transport.listen(address, () => ({ received() {}, ended() {} }));
  * ```
  *
  * @module
  */
-
-import { bunTransport } from "./_transport_bun.ts";
-import { denoTransport } from "./_transport_deno.ts";
-import { nodeTransport } from "./_transport_node.ts";
 
 /**
  * A socket address.
@@ -250,22 +246,4 @@ export interface Transport {
     accept: Accept,
     options?: ConnectOptions,
   ): Promise<TransportConnection>;
-}
-
-/**
- * The transport of the runtime this code runs on: Deno's or Bun's own
- * sockets, or `node:net` / `node:tls` elsewhere (Node.js).
- *
- * @returns The transport.
- *
- * @example
- * ```ts
- * import { runtimeTransport } from "@qtk/tcp-framework/transport";
- * console.assert(runtimeTransport() === runtimeTransport());
- * ```
- */
-export function runtimeTransport(): Transport {
-  if ("Deno" in globalThis) return denoTransport;
-  if ("Bun" in globalThis) return bunTransport;
-  return nodeTransport;
 }

@@ -14,7 +14,7 @@ import * as fs from "node:fs/promises";
  *
  * @example
  * ```ts
- * import { processIo } from "./_cli_io.ts";
+ * import { processIo } from "./_io.ts";
  * const io = await processIo();
  * console.assert(Array.isArray(io.args));
  * ```
@@ -150,7 +150,7 @@ function processIo_(): CliIo {
  *
  * @example
  * ```ts
- * import { processIo } from "./_cli_io.ts";
+ * import { processIo } from "./_io.ts";
  * const io = await processIo();
  * await io.stderr("hello\n");
  * ```

@@ -1,4 +1,6 @@
-// A typed EventTarget with Node-style positional listeners beside it.
+// A typed EventTarget with Node-style positional listeners beside it: the base
+// of Server and Client, public (exported from the package root, `mod.ts`) so
+// that code can name its listener types.
 //
 // Listeners added with on/once are kept here and called directly with the
 // event's arguments; `addEventListener` listeners get a CustomEvent whose

@@ -1,28 +1,28 @@
 /**
- * The `bench` subcommand of the command-line tool (`cli.ts`): a load run
+ * The `bench` subcommand of the command-line tool (`cli/main.ts`): a load run
  * against any server that answers requests. Private: nothing here is part of
  * the library's API.
  *
  * @module
  */
 
-import { Client } from "./client.ts";
-import { ProtocolError, TimeoutError } from "./errors.ts";
+import { Client } from "../client.ts";
+import { ProtocolError, TimeoutError } from "../errors.ts";
 import {
   ExitCode,
   numberOption,
   parseArgs,
   toCliError,
   usage,
-} from "./_cli_args.ts";
+} from "./_args.ts";
 import {
   CLI_DEFAULT_HOST,
   CLIENT_OPTIONS,
   connected,
   targetOptions,
   timeoutOption,
-} from "./_cli_commands.ts";
-import type { CliIo } from "./_cli_io.ts";
+} from "./commands.ts";
+import type { CliIo } from "./_io.ts";
 
 /** Help text of `bench`. */
 export const BENCH_HELP = `Usage: tcp-framework bench [options]

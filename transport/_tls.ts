@@ -1,7 +1,7 @@
 // TLS option checks shared by Server and Client: each throws a TypeError that
 // names the option (`tls`, `tls.cert`, …) and quotes the value.
 
-import { quote } from "./_quote.ts";
+import { quote } from "../_quote.ts";
 import type { ClientTlsOptions, ServerTlsOptions } from "./transport.ts";
 
 function checkPem(name: string, value: unknown): string {
