@@ -221,6 +221,16 @@ export function spawnScript(
   args: string[],
   denoFlags: string[] = [],
 ): Child {
+  return runtimeName === "deno"
+    ? spawnCommand([Deno.execPath(), "run", ...denoFlags, script, ...args])
+    : spawnCommand([bun().argv[0], script, ...args]);
+}
+
+/**
+ * Runs any command (for example Node.js with a script), with piped
+ * stdin/stdout and inherited stderr, as {@linkcode spawnScript} does.
+ */
+export function spawnCommand(command: string[]): Child {
   let pid: number;
   let stdout: ReadableStream<Uint8Array>;
   let write: (line: string) => Promise<void>;
@@ -228,8 +238,8 @@ export function spawnScript(
   let kill: () => void;
   let exited: Promise<number>;
   if (runtimeName === "deno") {
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...denoFlags, script, ...args],
+    const process = new Deno.Command(command[0], {
+      args: command.slice(1),
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
@@ -243,7 +253,7 @@ export function spawnScript(
     kill = () => process.kill("SIGKILL");
     exited = process.status.then((status) => status.code);
   } else {
-    const process = bun().spawn([bun().argv[0], script, ...args], {
+    const process = bun().spawn(command, {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "inherit",

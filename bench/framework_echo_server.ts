@@ -1,5 +1,7 @@
 // The framework's echo server, as an application would write it: every
 // request goes back on its connection with the same uuid and payload.
+// `--protocol=2` serves the 2.x wire layout (compared with the Node.js 2.0.10
+// package on the same protocol).
 //
 // Protocol with the runner: prints {"port": n} once listening; on a stdin
 // line "rss" collects garbage and prints {"rss": bytes, "connections": n};
@@ -12,10 +14,12 @@ import {
   heapBytes,
   println,
   rssBytes,
+  scriptArgs,
   stdinLines,
 } from "./_runtime.ts";
 
-const server = new Server({ host: "127.0.0.1", port: 0 });
+const protocol = scriptArgs().includes("--protocol=2") ? 2 : 3;
+const server = new Server({ host: "127.0.0.1", port: 0, protocol });
 server.on("data", (socket, message) => server.send(socket, message));
 await server.start();
 println(JSON.stringify({ port: server.port }));

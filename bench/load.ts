@@ -7,6 +7,7 @@
 //   payload bytes outstanding, sending a new one for each reply. Requests
 //   are pre-encoded and replies are only delimited (the sign byte of each is
 //   checked), so the generator spends as little as it can per frame.
+//   `protocol` (2 or 3, default 3) picks the wire layout of its frames.
 // - "client-send": the framework's Client, pipelined with send() and the
 //   `data` event, same window.
 // - "client-request": the framework's Client, `inflight` request() loops.
@@ -41,6 +42,7 @@ interface LoadOptions {
   size: number;
   warmupMs: number;
   durationMs: number;
+  protocol?: 2 | 3;
 }
 
 const HEADER = 45;
@@ -90,13 +92,17 @@ class Stats {
   }
 }
 
-function requestFrame(size: number): Uint8Array {
-  const frame = new Uint8Array(HEADER + size);
+function requestFrame(size: number, protocol: 2 | 3 = 3): Uint8Array {
+  const header = protocol === 3 ? HEADER : 37;
+  const frame = new Uint8Array(header + size);
   frame[0] = 0x11;
-  const uuid = crypto.randomUUID();
-  for (let i = 0; i < 36; i++) frame[1 + i] = uuid.charCodeAt(i);
-  new DataView(frame.buffer).setFloat64(37, size);
-  for (let i = 0; i < size; i++) frame[HEADER + i] = i & 0xff;
+  const uuid = protocol === 3
+    ? crypto.randomUUID()
+    : crypto.randomUUID().replaceAll("-", "");
+  for (let i = 0; i < uuid.length; i++) frame[1 + i] = uuid.charCodeAt(i);
+  if (protocol === 3) new DataView(frame.buffer).setFloat64(37, size);
+  else new DataView(frame.buffer).setUint32(33, size);
+  for (let i = 0; i < size; i++) frame[header + i] = i & 0xff;
   return frame;
 }
 
@@ -120,10 +126,15 @@ class RawDriver {
   #replyAt = 0;
   readonly #stats: Stats;
 
-  constructor(stats: Stats, inflight: number, size: number) {
+  constructor(
+    stats: Stats,
+    inflight: number,
+    size: number,
+    protocol: 2 | 3 = 3,
+  ) {
     this.#stats = stats;
     this.#inflight = inflight;
-    const frame = requestFrame(size);
+    const frame = requestFrame(size, protocol);
     this.frameSize = frame.length;
     this.frames = new Uint8Array(frame.length * (inflight + 1));
     for (let i = 0; i <= inflight; i++) {
@@ -194,7 +205,12 @@ async function rawConnectionDeno(
 ): Promise<Connection> {
   const conn = await Deno.connect({ hostname: HOST, port: options.port });
   conn.setNoDelay(true);
-  const driver = new RawDriver(stats, options.inflight, options.size);
+  const driver = new RawDriver(
+    stats,
+    options.inflight,
+    options.size,
+    options.protocol,
+  );
   let writing = false;
   let closed = false;
   const pump = async () => {
@@ -238,7 +254,12 @@ async function rawConnectionBun(
   stats: Stats,
   options: LoadOptions,
 ): Promise<Connection> {
-  const driver = new RawDriver(stats, options.inflight, options.size);
+  const driver = new RawDriver(
+    stats,
+    options.inflight,
+    options.size,
+    options.protocol,
+  );
   const flush = (socket: { write(bytes: Uint8Array): number }) => {
     while (driver.owed > 0) {
       const written = socket.write(driver.pending());

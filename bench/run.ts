@@ -1,16 +1,20 @@
 // End-to-end benchmark runner: `deno task bench` or `bun bench/run.ts`.
 //
-// Starts the framework's echo server and the raw baseline server (each its
-// own process), then for every workload runs the load generator (a third
-// process, fresh each round) against one and then the other, alternating,
-// several rounds each. Reports the median of the rounds, the
-// framework/baseline ratios, a client-side comparison (the framework's Client
-// against a raw client, both driving the raw server), and resident memory.
-// Prints a table and writes JSON to .bench/results-<runtime>.json.
+// Starts every echo server (each its own process): the raw baseline, the
+// framework's Server on protocols 3 and 2, the Node.js 2.0.10 package on
+// protocol 2 (run by `node`), and the codec's streams composed into an echo
+// server. For every workload it runs the load generator (a process of its
+// own, fresh each round) against each server in turn, several rounds, the
+// order rotating every round so no server always goes first. Reports the
+// median of the rounds and, per server, the ratio to the raw server and to
+// the Node.js package from the same run; then a client-side comparison (the
+// framework's Client against a raw client, both driving the raw server), and
+// resident memory. Prints tables and writes JSON to
+// .bench/results-<runtime>.json. See bench/README.md.
 //
 // Options: --rounds=N (default 3), --seconds=S per round (default 1.2),
 // --warmup=S (default 0.3), --only=<substring of workload names>,
-// --no-client, --no-memory.
+// --servers=<comma-separated keys, default all>, --no-client, --no-memory.
 
 import {
   type Child,
@@ -23,6 +27,7 @@ import {
   runtimeVersion,
   scriptArgs,
   sleep,
+  spawnCommand,
   spawnScript,
   writeText,
 } from "./_runtime.ts";
@@ -109,8 +114,55 @@ interface Server {
   port: number;
 }
 
-async function startServer(script: string): Promise<Server> {
-  const child = spawnScript(here(script), [], SERVER_FLAGS);
+/** An echo server of the comparison. */
+interface ServerSpec {
+  key: string;
+  label: string;
+  protocol: 2 | 3;
+  spawn(): Child;
+}
+
+const script = (file: string, ...args: string[]) => () =>
+  spawnScript(here(file), args, SERVER_FLAGS);
+
+const SERVERS: ServerSpec[] = [
+  {
+    key: "raw",
+    label: "raw socket",
+    protocol: 3,
+    spawn: script("./raw_echo_server.ts"),
+  },
+  {
+    key: "framework",
+    label: "framework Server",
+    protocol: 3,
+    spawn: script("./framework_echo_server.ts"),
+  },
+  {
+    key: "framework-p2",
+    label: "framework Server, protocol 2",
+    protocol: 2,
+    spawn: script("./framework_echo_server.ts", "--protocol=2"),
+  },
+  {
+    key: "node",
+    label: "Node.js 2.0.10 package, protocol 2",
+    protocol: 2,
+    spawn: () =>
+      spawnCommand(["node", "--expose-gc", here("./node_v2_echo_server.cjs")]),
+  },
+  {
+    key: "streams",
+    label: "codec streams",
+    protocol: 3,
+    spawn: script("./stream_echo_server.ts"),
+  },
+];
+
+async function startServer(
+  spawn: (() => Child) | string,
+): Promise<Server> {
+  const child = typeof spawn === "string" ? script(spawn)() : spawn();
   const { port } = await expectJson<{ port: number }>(child, "port", 15_000);
   return { child, port };
 }
@@ -128,6 +180,7 @@ async function runLoad(
   mode: string,
   server: Server,
   workload: Workload,
+  protocol: 2 | 3 = 3,
 ): Promise<Result> {
   const child = spawnScript(here("./load.ts"), [JSON.stringify({
     mode,
@@ -138,6 +191,7 @@ async function runLoad(
     size: workload.size,
     warmupMs: WARMUP_MS,
     durationMs: DURATION_MS,
+    protocol,
   })], LOAD_FLAGS);
   try {
     const { result } = await expectJson<{ result: Result }>(
@@ -225,6 +279,53 @@ async function compare(
   };
 }
 
+interface ServerRow {
+  workload: string;
+  /** Per server key: medians over the rounds. */
+  servers: Record<string, Summary>;
+  /** Per server key: its msg/s over the raw server's, same run. */
+  toRaw: Record<string, number>;
+  /** Per server key: its msg/s over the Node.js package's, same run. */
+  toNode: Record<string, number>;
+}
+
+/**
+ * Runs `ROUNDS` rounds of every server on one workload; each round visits
+ * them all, starting one further along than the round before.
+ */
+async function measureAll(
+  workload: Workload,
+  running: Array<{ spec: ServerSpec; server: Server }>,
+): Promise<ServerRow> {
+  const rounds: Record<string, Result[]> = {};
+  for (const { spec } of running) rounds[spec.key] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < running.length; i++) {
+      const { spec, server } = running[(i + round) % running.length];
+      rounds[spec.key].push(
+        await runLoad("raw", server, workload, spec.protocol),
+      );
+    }
+  }
+  const servers: Record<string, Summary> = {};
+  for (const key in rounds) servers[key] = summarize(rounds[key]);
+  const ratioTo = (baseline: string) => {
+    const ratios: Record<string, number> = {};
+    const base = servers[baseline]?.messagesPerSecond;
+    if (base === undefined) return ratios;
+    for (const key in servers) {
+      ratios[key] = servers[key].messagesPerSecond / base;
+    }
+    return ratios;
+  };
+  return {
+    workload: workload.name,
+    servers,
+    toRaw: ratioTo("raw"),
+    toNode: ratioTo("node"),
+  };
+}
+
 const fmt = {
   count: (n: number) =>
     n >= 1e6
@@ -276,6 +377,48 @@ function table(
   out.push(`| ${header.join(" | ")} |`);
   out.push(`| ${header.map(() => "---").join(" | ")} |`);
   for (const line of all.slice(1)) out.push(`| ${line.join(" | ")} |`);
+  return out.join("\n");
+}
+
+function serverTable(
+  rows: ServerRow[],
+  specs: ServerSpec[],
+): string {
+  const header = [
+    "workload",
+    "server",
+    "msg/s",
+    "MB/s",
+    "p50 / p99",
+    "CPU load / server",
+    "× raw",
+    "× Node.js 2.0.10",
+  ];
+  const out = [
+    `\n### Servers (same raw load generator; ratios from the same run)\n`,
+    `| ${header.join(" | ")} |`,
+    `| ${header.map(() => "---").join(" | ")} |`,
+  ];
+  for (const row of rows) {
+    for (const spec of specs) {
+      const summary = row.servers[spec.key];
+      if (!summary) continue;
+      const toRaw = row.toRaw[spec.key];
+      const toNode = row.toNode[spec.key];
+      out.push(`| ${
+        [
+          row.workload,
+          spec.label,
+          fmt.count(summary.messagesPerSecond),
+          fmt.mb(summary.megabytesPerSecond),
+          `${fmt.us(summary.p50us)} / ${fmt.us(summary.p99us)}`,
+          `${fmt.pct(summary.loadCpu)} / ${fmt.pct(summary.serverCpu)}`,
+          toRaw === undefined ? "–" : fmt.ratio(toRaw),
+          toNode === undefined ? "–" : fmt.ratio(toNode),
+        ].join(" | ")
+      } |`);
+    }
+  }
   return out.join("\n");
 }
 
@@ -397,29 +540,33 @@ async function main(): Promise<void> {
     durationMs: DURATION_MS,
     warmupMs: WARMUP_MS,
   };
-  const framework = await startServer("./framework_echo_server.ts");
-  const raw = await startServer("./raw_echo_server.ts");
+  const wanted = option("servers", "");
+  const specs = SERVERS.filter((spec) =>
+    spec.key === "raw" || !wanted || wanted.split(",").includes(spec.key)
+  );
+  const running: Array<{ spec: ServerSpec; server: Server }> = [];
   try {
-    const server: Comparison[] = [];
+    for (const spec of specs) {
+      try {
+        running.push({ spec, server: await startServer(spec.spawn) });
+      } catch (error) {
+        // Only the Node.js package needs a tool besides this runtime.
+        if (spec.key !== "node") throw error;
+        console.log(
+          `(skipped: ${spec.label}, Node.js did not start it: ${error})`,
+        );
+      }
+    }
+    const raw = running[0].server;
+    const server: ServerRow[] = [];
     for (const workload of SERVER_WORKLOADS) {
       if (ONLY && !workload.name.includes(ONLY)) continue;
-      server.push(
-        await compare(
-          workload,
-          () => runLoad("raw", framework, workload),
-          () => runLoad("raw", raw, workload),
-        ),
-      );
+      server.push(await measureAll(workload, running));
       console.error(`  done: server ${workload.name}`);
     }
     results.server = server;
     if (server.length) {
-      console.log(table(
-        "Server: framework Server vs raw echo server (same raw load generator)",
-        "framework",
-        "raw",
-        server,
-      ));
+      console.log(serverTable(server, running.map(({ spec }) => spec)));
     }
     if (!flag("no-client")) {
       const client: Comparison[] = [];
@@ -445,8 +592,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await stopServer(framework);
-    await stopServer(raw);
+    for (const { server } of running) await stopServer(server);
   }
   if (!flag("no-memory")) {
     const count = 1000;
