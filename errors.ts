@@ -168,3 +168,69 @@ export class BufferFullError extends Error {
     this.frameSize = frameSize;
   }
 }
+
+/**
+ * Why a PROXY protocol header was refused: `signature` (not a PROXY header),
+ * `version`, `command`, `family`, `syntax` (a v1 line that is not
+ * well-formed), `address`, `port`, `length` (a v2 length that does not fit),
+ * `tooLong`, `truncated` (the connection ended inside it), `timeout` (it did
+ * not arrive whole in time) or `untrusted` (the peer may not send one).
+ *
+ * @example
+ * ```ts
+ * import type { ProxyProtocolErrorReason } from "@qtk/tcp-framework";
+ * const reason: ProxyProtocolErrorReason = "untrusted";
+ * ```
+ */
+export type ProxyProtocolErrorReason =
+  | "signature"
+  | "version"
+  | "command"
+  | "family"
+  | "syntax"
+  | "address"
+  | "port"
+  | "length"
+  | "tooLong"
+  | "truncated"
+  | "timeout"
+  | "untrusted";
+
+/**
+ * A connection to a server with `proxyProtocol` on did not start with a valid
+ * PROXY protocol header in time, or came from a peer not trusted to send one.
+ * That connection is closed; others are not affected. `offset` is the
+ * offending byte's position in the header.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ProtocolError, ProxyProtocolError } from "@qtk/tcp-framework";
+ * const error = new ProxyProtocolError("Invalid PROXY header", "signature", 0);
+ * assert.ok(error instanceof ProtocolError);
+ * assert.equal(error.reason, "signature");
+ * ```
+ */
+export class ProxyProtocolError extends ProtocolError {
+  /** What was wrong. */
+  readonly reason: ProxyProtocolErrorReason;
+
+  /**
+   * Creates the instance.
+   *
+   * @param message What was wrong, with the offending value quoted.
+   * @param reason What was wrong, as a keyword.
+   * @param offset Position of the offending byte in the header.
+   * @param options Standard error options (`cause`).
+   */
+  constructor(
+    message: string,
+    reason: ProxyProtocolErrorReason,
+    offset = 0,
+    options?: ErrorOptions,
+  ) {
+    super(message, offset, options);
+    this.name = "ProxyProtocolError";
+    this.reason = reason;
+  }
+}

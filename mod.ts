@@ -86,5 +86,8 @@ export {
   ClosedError,
   FrameTooLargeError,
   ProtocolError,
+  ProxyProtocolError,
+  type ProxyProtocolErrorReason,
   TimeoutError,
 } from "./errors.ts";
+export type { ProxyAddress, ProxyHeader } from "./proxy_protocol.ts";

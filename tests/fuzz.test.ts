@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { generate, reference, run } from "./_fuzz.ts";
+import { generateProxy, proxyReference, runProxy } from "./_fuzz_proxy.ts";
 import { encodeFrame, FrameDecoder, SIGN_DATA } from "../codec.ts";
 import { ProtocolError } from "../errors.ts";
 
@@ -69,4 +70,47 @@ test("a bad header split across chunks is reported at the frame's first byte", (
     (error) => error instanceof ProtocolError && error.offset === good.length,
   );
   assert.equal(frames, 1);
+});
+
+const PROXY_CASES = 10_000;
+
+test(`PROXY header fuzz: ${PROXY_CASES} cases of seed ${SEED} agree with the reference`, () => {
+  const report = runProxy(SEED, PROXY_CASES);
+  assert.equal(report.cases, PROXY_CASES);
+  assert.deepEqual(report.failures, [], JSON.stringify(report.failures));
+  // Headers, incomplete ones and every way of being refused must all occur.
+  for (
+    const outcome of [
+      "header",
+      "incomplete",
+      "signature",
+      "version",
+      "command",
+      "family",
+      "syntax",
+      "address",
+      "port",
+      "length",
+      "tooLong",
+    ]
+  ) {
+    assert.ok((report.outcomes[outcome] ?? 0) > 0, `no "${outcome}" case`);
+  }
+  assert.ok(report.outcomes.header > PROXY_CASES / 4);
+});
+
+test("PROXY header fuzz: cases are reproducible and the reference is not the decoder", () => {
+  const a = generateProxy(SEED, 42);
+  assert.deepEqual(a.chunks, generateProxy(SEED, 42).chunks);
+  const text = (s: string) => proxyReference(new TextEncoder().encode(s));
+  assert.equal(text("PROXY UNKNOWN\r\n").kind, "header");
+  assert.deepEqual(text("PROXY TCP6 ::1 1.2.3.4 1 2\r\n"), {
+    kind: "error",
+    reason: "address",
+  });
+  assert.deepEqual(text("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"), {
+    kind: "error",
+    reason: "syntax",
+  });
+  assert.equal(text("PROXY TCP4 1.2.3.4").kind, "incomplete");
 });
