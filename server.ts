@@ -22,9 +22,18 @@ import { gracePeriod } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./events.ts";
 import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
 import { checkCount, parseCommonOptions } from "./_options.ts";
-import { ClosedError, TimeoutError } from "./errors.ts";
+import { ClosedError, ProxyProtocolError, TimeoutError } from "./errors.ts";
+import {
+  DEFAULT_PROXY_HEADER_TIMEOUT,
+  parseProxyOption,
+  ProxyGate,
+  type ProxyPolicy,
+} from "./_proxy_gate.ts";
+import { inNetworks } from "./_ip.ts";
+import type { ProxyHeader } from "./proxy_protocol.ts";
 import { checkServerTls } from "./transport/_tls.ts";
 import type {
+  ConnectionHandler,
   NetAddress,
   ServerTlsOptions,
   Transport,
@@ -39,6 +48,33 @@ export {
   DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_TIMEOUT,
 } from "./_options.ts";
+export { DEFAULT_PROXY_HEADER_TIMEOUT };
+
+/**
+ * The `proxyProtocol` option in full.
+ *
+ * @example
+ * ```ts
+ * import type { ProxyProtocolOptions } from "@qtk/tcp-framework";
+ * const options: ProxyProtocolOptions = { trusted: ["10.0.0.0/8", "::1"], timeout: 3 };
+ * ```
+ */
+export interface ProxyProtocolOptions {
+  /**
+   * Addresses ("10.1.2.3", "::1") and networks ("10.0.0.0/8", "fd00::/8") of
+   * the proxies allowed to connect; a connection from anywhere else is closed
+   * with an `exception` before a byte of it is read. IPv4 entries also match
+   * IPv4-mapped IPv6 peers ("::ffff:10.1.2.3").
+   * @default {any peer}
+   */
+  trusted?: string[];
+  /**
+   * Seconds a connection has to deliver its whole PROXY header (the
+   * specification asks for at least 3, to cover a TCP retransmit).
+   * @default {5}
+   */
+  timeout?: number;
+}
 
 /**
  * Options of {@linkcode Server}.
@@ -103,6 +139,20 @@ export interface ServerOptions {
    * connection with an `exception`.
    */
   tls?: ServerTlsOptions;
+  /**
+   * Serve behind a load balancer that speaks the PROXY protocol (HAProxy's
+   * `send-proxy` / `send-proxy-v2`, nginx `proxy_protocol on`): every
+   * connection must start with a v1 or v2 PROXY header, decoded before its
+   * first frame, and `socket.remoteAddr` is then the original client's
+   * address (the proxy's is `socket.proxyAddr`). A connection whose header is
+   * invalid, not whole within `timeout`, or that comes from outside `trusted`
+   * is closed with an `exception` (a {@linkcode ProxyProtocolError}); others
+   * are not affected. Never guessed: with it off, a PROXY header is refused
+   * like any other bytes that are not a frame. Not with `tls` (the header
+   * precedes the handshake, which the runtime's TLS stack performs).
+   * @default {false}
+   */
+  proxyProtocol?: boolean | ProxyProtocolOptions;
   /** Socket implementation; the running runtime's by default. For tests. */
   transport?: Transport;
 }
@@ -119,8 +169,19 @@ export interface ServerOptions {
  * ```
  */
 export interface ServerSocket {
-  /** The client's address. */
+  /**
+   * The client's address: with `proxyProtocol`, the original client's, as the
+   * PROXY header gave it (the proxy's own for a `LOCAL` or `UNKNOWN` header;
+   * for a UNIX-socket client, its path with port 0).
+   */
   readonly remoteAddr: NetAddress;
+  /**
+   * With `proxyProtocol`: the address of the proxy that relayed the
+   * connection (its TCP peer). Undefined without it.
+   */
+  readonly proxyAddr?: NetAddress;
+  /** With `proxyProtocol`: the decoded PROXY header. Undefined without it. */
+  readonly proxyHeader?: ProxyHeader;
   /** Bytes accepted by `send` and not yet taken by the runtime. */
   readonly bufferedAmount: number;
   /** True once the connection is closing or closed. */
@@ -200,6 +261,9 @@ class Connection implements ServerSocket {
   announced = false;
   readonly #protocol: ProtocolVersion;
   readonly #graceMs: number;
+  /** With `proxyProtocol`, once the header is in. */
+  proxyHeader: ProxyHeader | undefined;
+  #clientAddr: NetAddress | undefined;
 
   constructor(
     transport: TransportConnection,
@@ -213,7 +277,19 @@ class Connection implements ServerSocket {
   }
 
   get remoteAddr(): NetAddress {
-    return this.framed.remoteAddr;
+    return this.#clientAddr ?? this.framed.remoteAddr;
+  }
+
+  get proxyAddr(): NetAddress | undefined {
+    return this.proxyHeader && this.framed.remoteAddr;
+  }
+
+  /** Takes the PROXY header's source as the client's address, if it has one. */
+  proxied(header: ProxyHeader): void {
+    this.proxyHeader = header;
+    if (header.command === "PROXY" && header.source) {
+      this.#clientAddr = { ...header.source };
+    }
   }
 
   get bufferedAmount(): number {
@@ -279,6 +355,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #stopping: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
   readonly #tls: ServerTlsOptions | undefined;
+  readonly #proxy: ProxyPolicy | undefined;
 
   /**
    * Creates the instance.
@@ -308,6 +385,12 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       true,
     );
     this.#tls = checkServerTls("tls", options.tls);
+    this.#proxy = parseProxyOption(options.proxyProtocol);
+    if (this.#proxy && this.#tls) {
+      throw new TypeError(
+        "Invalid proxyProtocol with tls: the PROXY header comes before the TLS handshake, which the runtime's TLS performs; terminate TLS at the proxy",
+      );
+    }
     this.#transport = common.transport;
   }
 
@@ -482,7 +565,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     this[emit]("stopped");
   }
 
-  #accept(transport: TransportConnection): FramedConnection {
+  #accept(transport: TransportConnection): ConnectionHandler {
     const connection: Connection = new Connection(
       transport,
       this.#connectionOptions,
@@ -510,15 +593,52 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
           `Connection refused: maxConnections of ${this.#maxConnections} reached`,
         ),
       );
+    } else if (this.#proxy) {
+      return this.#acceptProxied(connection, this.#proxy);
     } else {
       // After the transport has its handler, so a listener may close at once.
-      queueMicrotask(() => {
-        if (connection.closed) return;
-        connection.announced = true;
-        this[emit]("connected", connection);
-      });
+      queueMicrotask(() => this.#announce(connection));
     }
     return connection.framed;
+  }
+
+  #announce(connection: Connection): void {
+    if (connection.closed) return;
+    connection.announced = true;
+    this[emit]("connected", connection);
+  }
+
+  /**
+   * A connection that must start with a PROXY header: announced once the
+   * header is in, so `connected` already sees the client's address.
+   */
+  #acceptProxied(
+    connection: Connection,
+    policy: ProxyPolicy,
+  ): ConnectionHandler {
+    const peer = connection.framed.remoteAddr;
+    if (policy.trusted && !inNetworks(peer.hostname, policy.trusted)) {
+      connection.framed.close();
+      this[emit](
+        "exception",
+        connection,
+        new ProxyProtocolError(
+          `Connection refused: ${peer.hostname} is not trusted to send a PROXY header`,
+          "untrusted",
+        ),
+      );
+      return connection.framed;
+    }
+    return new ProxyGate(connection.framed, policy.timeoutMs, {
+      header: (header) => {
+        connection.proxied(header);
+        this.#announce(connection);
+      },
+      failed: (error) => {
+        this[emit]("exception", connection, error);
+        connection.framed.close();
+      },
+    });
   }
 
   #receive(connection: Connection, frame: Frame): void {
@@ -537,7 +657,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     const heartbeatMs = this.#heartbeatMs ?? Infinity;
     for (const connection of this.#connections) {
       const framed = connection.framed;
-      if (framed.closed) continue;
+      // Not yet announced: waiting for its PROXY header, on a clock of its own.
+      if (framed.closed || !connection.announced) continue;
       framed.stamp(now);
       if (now - framed.lastProgress >= timeoutMs) {
         this[emit](
