@@ -30,6 +30,7 @@ import {
   type ProxyPolicy,
 } from "./_proxy_gate.ts";
 import { inNetworks } from "./_ip.ts";
+import { quote } from "./_quote.ts";
 import type { ProxyHeader } from "./proxy_protocol.ts";
 import { checkServerTls } from "./transport/_tls.ts";
 import type {
@@ -153,6 +154,15 @@ export interface ServerOptions {
    * @default {false}
    */
   proxyProtocol?: boolean | ProxyProtocolOptions;
+  /**
+   * Share the port with other servers (other processes, usually) that set it
+   * too: the kernel spreads new connections over them (`SO_REUSEPORT`), one
+   * process per core. Linux only; Deno 2 also needs `--unstable-net`;
+   * Node.js needs 22.12 or later. Where it would be ignored, `start()`
+   * rejects rather than serve alone. See `serveWorkers` in `./workers`.
+   * @default {false}
+   */
+  reusePort?: boolean;
   /** Socket implementation; the running runtime's by default. For tests. */
   transport?: Transport;
 }
@@ -356,6 +366,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #starting: Promise<void> | undefined;
   readonly #tls: ServerTlsOptions | undefined;
   readonly #proxy: ProxyPolicy | undefined;
+  readonly #reusePort: boolean;
 
   /**
    * Creates the instance.
@@ -386,6 +397,14 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     );
     this.#tls = checkServerTls("tls", options.tls);
     this.#proxy = parseProxyOption(options.proxyProtocol);
+    if (
+      options.reusePort !== undefined && typeof options.reusePort !== "boolean"
+    ) {
+      throw new TypeError(
+        `Invalid reusePort ${quote(options.reusePort)}: expected a boolean`,
+      );
+    }
+    this.#reusePort = options.reusePort ?? false;
     if (this.#proxy && this.#tls) {
       throw new TypeError(
         "Invalid proxyProtocol with tls: the PROXY header comes before the TLS handshake, which the runtime's TLS performs; terminate TLS at the proxy",
@@ -441,7 +460,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    *
    * @returns Resolves once listening.
    * @throws {Error} If the server is already started, or the address cannot
-   *   be bound (for example, the port is taken); the cause is the runtime's error.
+   *   be bound (for example, the port is taken; the cause is the runtime's
+   *   error), or `reusePort` cannot be honoured here (the message says why).
    *
    * @example
    * ```ts
@@ -464,7 +484,11 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         { hostname: this.host, port: this.#port },
         (transport) => this.#accept(transport),
         // Clients always read, so the two ends never wait on each other.
-        { tls: this.#tls, readAfterWrite: true },
+        {
+          tls: this.#tls,
+          readAfterWrite: true,
+          ...(this.#reusePort ? { reusePort: true } : {}),
+        },
       );
     } catch (error) {
       throw new Error(

@@ -1,5 +1,22 @@
 // Small helpers shared by the socket adapters.
 
+/**
+ * Why `reusePort` cannot be honoured on `os`, if it cannot: only Linux
+ * spreads connections over the sockets sharing a port (other systems ignore
+ * the option, or give every connection to one socket), and a server that
+ * believes it has company while it serves alone is worse than one that fails.
+ */
+export function reusePortOsProblem(
+  runtime: string,
+  os: string | undefined,
+): string | undefined {
+  return os === "linux"
+    ? undefined
+    : `reusePort needs Linux; on ${
+      os ?? "this system"
+    } ${runtime} would ignore it or not spread connections over the processes`;
+}
+
 /** Rejects at once with the signal's reason if it is aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason;

@@ -7,7 +7,12 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
+import {
+  caList,
+  reusePortOsProblem,
+  throwIfAborted,
+  untilAborted,
+} from "./_shared.ts";
 
 // The few members of Bun's socket API this adapter uses; declared here so the
 // module type-checks without Bun's type package.
@@ -47,6 +52,7 @@ interface BunApi {
     port: number;
     socket: BunSocketHandlers;
     tls?: { cert: string; key: string };
+    reusePort?: boolean;
   }): BunTcpListener;
   connect(options: {
     hostname: string;
@@ -188,6 +194,11 @@ function bunHandlers(
   };
 }
 
+/** The OS, as Bun's `process.platform` names it. */
+function bunPlatform(): string | undefined {
+  return (globalThis as { process?: { platform?: string } }).process?.platform;
+}
+
 function bun(): BunApi {
   return (globalThis as unknown as { Bun: BunApi }).Bun;
 }
@@ -196,11 +207,17 @@ export const bunTransport: Transport = {
   listen(address, accept, options) {
     try {
       const tls = options?.tls;
+      const reusePort = options?.reusePort === true;
+      if (reusePort) {
+        const problem = reusePortOsProblem("Bun", bunPlatform());
+        if (problem) throw new Error(problem);
+      }
       const listener = bun().listen({
         hostname: address.hostname,
         port: address.port,
         socket: bunHandlers(accept),
         ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+        ...(reusePort ? { reusePort } : {}),
       });
       return Promise.resolve({
         addr: { hostname: listener.hostname, port: listener.port },

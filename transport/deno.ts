@@ -6,7 +6,12 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
+import {
+  caList,
+  reusePortOsProblem,
+  throwIfAborted,
+  untilAborted,
+} from "./_shared.ts";
 
 // The few members of Deno's socket API this adapter uses; declared here so the
 // module type-checks anywhere (tsc for the npm build has no Deno types).
@@ -30,14 +35,19 @@ interface DenoApi {
     hostname: string;
     port: number;
     transport: "tcp";
+    reusePort?: boolean;
   }): DenoListener;
   listenTls(options: {
     hostname: string;
     port: number;
     transport: "tcp";
+    reusePort?: boolean;
     cert: string;
     key: string;
   }): DenoListener;
+  /** Present only with `--unstable-net`. */
+  listenDatagram?: unknown;
+  readonly build: { readonly os: string };
   connect(options: {
     hostname: string;
     port: number;
@@ -164,14 +174,30 @@ class DenoConnection implements TransportConnection {
   }
 }
 
+/** Why Deno cannot listen with `reusePort` here, if it cannot. */
+function reusePortProblem(): string | undefined {
+  const api = deno();
+  return reusePortOsProblem("Deno", api.build.os) ??
+    // Deno 2 keeps Deno.listen's reusePort behind --unstable-net, and without
+    // the flag it exits the process rather than throw: ask before calling.
+    // The flag's only visible trace is the unstable API it adds.
+    (typeof api.listenDatagram === "function"
+      ? undefined
+      : 'reusePort needs Deno\'s --unstable-net flag (or "unstable": ["net"] in deno.json): Deno.listen\'s reusePort is unstable in Deno 2');
+}
+
 export const denoTransport: Transport = {
   listen(address, accept, options) {
     let listener: DenoListener;
     try {
+      const reusePort = options?.reusePort === true;
+      const problem = reusePort ? reusePortProblem() : undefined;
+      if (problem) throw new Error(problem);
       const where = {
         hostname: address.hostname,
         port: address.port,
         transport: "tcp",
+        ...(reusePort ? { reusePort } : {}),
       } as const;
       const tls = options?.tls;
       listener = tls

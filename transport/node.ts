@@ -8,7 +8,26 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
+import {
+  caList,
+  reusePortOsProblem,
+  throwIfAborted,
+  untilAborted,
+} from "./_shared.ts";
+
+/**
+ * Why Node.js cannot listen with `reusePort` here, if it cannot: the option
+ * came in Node.js 22.12 and 23.1; older versions ignore it without a word.
+ */
+function reusePortProblem(): string | undefined {
+  const [major, minor] = process.versions.node.split(".").map(Number);
+  const known = major > 23 || (major === 23 && minor >= 1) ||
+    (major === 22 && minor >= 12);
+  if (!known) {
+    return `reusePort needs Node.js 22.12 or later (23.1 on the 23 line); Node.js ${process.versions.node} would ignore it`;
+  }
+  return reusePortOsProblem("Node.js", process.platform);
+}
 
 class NodeConnection implements TransportConnection {
   readonly remoteAddr: NetAddress;
@@ -76,6 +95,9 @@ function sniName(host: string): string | undefined {
 export const nodeTransport: Transport = {
   async listen(address, accept, options) {
     const tls = options?.tls;
+    const reusePort = options?.reusePort === true;
+    const problem = reusePort ? reusePortProblem() : undefined;
+    if (problem) throw new Error(problem);
     const context = tls
       ? nodeTls.createSecureContext({ cert: tls.cert, key: tls.key })
       : undefined;
@@ -91,7 +113,13 @@ export const nodeTransport: Transport = {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ host: address.hostname, port: address.port }, () => {
+      // `reusePort` is not in the Node.js 20 types this builds against.
+      const listen: nodeNet.ListenOptions & { reusePort?: boolean } = {
+        host: address.hostname,
+        port: address.port,
+        ...(reusePort ? { reusePort } : {}),
+      };
+      server.listen(listen, () => {
         server.off("error", reject);
         resolve();
       });

@@ -98,6 +98,12 @@ export interface ListenOptions {
    * their write before reading can wait for each other forever.
    */
   readAfterWrite?: boolean;
+  /**
+   * Share the port with other listeners that set it too (`SO_REUSEPORT`): the
+   * kernel spreads new connections over them. A transport that cannot honour
+   * it (the OS or runtime would ignore it) rejects instead of listening.
+   */
+  reusePort?: boolean;
 }
 
 /**
