@@ -6,10 +6,12 @@ import {
   assertUuid,
   type Frame,
   FrameDecoder,
-  headerSize,
+  type FrameLayout,
+  frameLayout,
   type ProtocolVersion,
   type Sign,
   SIGN_DATA,
+  writeHeader,
 } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
 import type {
@@ -93,14 +95,13 @@ export class FramedConnection implements ConnectionHandler {
   readonly #events: FramedConnectionEvents;
   readonly #decoder: FrameDecoder;
   readonly #protocol: ProtocolVersion;
+  readonly #layout: FrameLayout;
   readonly #headerSize: number;
   readonly #maxBufferedBytes: number;
   readonly #onFrame: (frame: Frame) => void;
   /** The write buffer frames are being encoded into, and its used length. */
   #out: Uint8Array | undefined;
   #outUsed = 0;
-  /** A view of `#out`, for the length field. */
-  #outView: DataView | undefined;
   /** Bytes of the last write: the next write buffer starts that large. */
   #lastBatch = 0;
   /** Full write buffers waiting their turn, and their used lengths. */
@@ -124,7 +125,8 @@ export class FramedConnection implements ConnectionHandler {
     this.#transport = transport;
     this.#events = events;
     this.#protocol = options.protocol;
-    this.#headerSize = headerSize(options.protocol);
+    this.#layout = frameLayout(options.protocol);
+    this.#headerSize = this.#layout.headerSize;
     this.#maxBufferedBytes = options.maxBufferedBytes;
     this.#decoder = new FrameDecoder({
       maxFrameSize: options.maxFrameSize,
@@ -291,21 +293,14 @@ export class FramedConnection implements ConnectionHandler {
       out = this.#grow(large ? BATCH_BYTES : size);
     }
     const start = this.#outUsed;
-    out[start] = sign;
-    const idLength = this.#headerSize - (this.#protocol === 3 ? 9 : 5);
-    let highBits = 0;
-    // Four characters a step (36 and 32 are multiples of 4).
-    for (let i = 0, at = start + 1; i < idLength; i += 4, at += 4) {
-      const a = uuid.charCodeAt(i);
-      const b = uuid.charCodeAt(i + 1);
-      const c = uuid.charCodeAt(i + 2);
-      const d = uuid.charCodeAt(i + 3);
-      highBits |= a | b | c | d;
-      out[at] = a;
-      out[at + 1] = b;
-      out[at + 2] = c;
-      out[at + 3] = d;
-    }
+    const highBits = writeHeader(
+      out,
+      start,
+      sign,
+      uuid,
+      payload.length,
+      this.#layout,
+    );
     if (checkUuid && highBits > 0x7f) {
       // Nothing was queued: the bytes past `#outUsed` are free space.
       if (start === 0) {
@@ -314,10 +309,6 @@ export class FramedConnection implements ConnectionHandler {
       }
       assertUuid(uuid, this.#protocol); // throws the TypeError
     }
-    const lengthAt = start + 1 + idLength;
-    if (this.#protocol === 3) {
-      this.#outView!.setFloat64(lengthAt, payload.length);
-    } else this.#outView!.setUint32(lengthAt, payload.length);
     let queued = size;
     if (!large) {
       out.set(payload, start + this.#headerSize);
@@ -415,7 +406,6 @@ export class FramedConnection implements ConnectionHandler {
   }
 
   #setOut(buffer: Uint8Array): Uint8Array {
-    this.#outView = new DataView(buffer.buffer, buffer.byteOffset);
     return this.#out = buffer;
   }
 

@@ -20,6 +20,7 @@
 
 import {
   type Frame,
+  headerSize,
   type ProtocolVersion,
   SIGN_DATA,
   SIGN_PING,
@@ -591,8 +592,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       connection.send(frame);
       return;
     }
-    const size = frame.payload.length +
-      (this.#protocol === 3 ? 45 : 37);
+    const size = frame.payload.length + headerSize(this.#protocol);
     const limit = this.#connectionOptions.maxBufferedBytes;
     if (this.#queuedBytes > 0 && this.#queuedBytes + size > limit) {
       throw new BufferFullError(this.#queuedBytes, limit, size);

@@ -81,6 +81,73 @@ export interface Frame {
 export const DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024;
 
 /**
+ * Where a frame's fields lie on the wire under one protocol version: the sign
+ * byte at 0, the uuid's ASCII bytes from 1, then the payload length
+ * (big-endian), then the payload. The one definition of the layout: the
+ * encoder, the decoder and the framed connection all read it from here.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { frameLayout } from "@qtk/tcp-framework/codec";
+ * const { headerSize, uuidLength, lengthAt, lengthSize } = frameLayout(3);
+ * assert.deepEqual([headerSize, uuidLength, lengthAt, lengthSize], [45, 36, 37, 8]);
+ * ```
+ */
+export interface FrameLayout {
+  /** The protocol version this layout belongs to. */
+  readonly protocol: ProtocolVersion;
+  /** Bytes before the payload: 45 (protocol 3) or 37 (protocol 2). */
+  readonly headerSize: 45 | 37;
+  /** Characters, and bytes, of the uuid: 36 (protocol 3) or 32 (protocol 2). */
+  readonly uuidLength: 36 | 32;
+  /** Offset of the payload length field: 37 (protocol 3) or 33 (protocol 2). */
+  readonly lengthAt: 37 | 33;
+  /**
+   * Bytes of the payload length field: 8, a float64 (protocol 3), or 4, a
+   * uint32 (protocol 2).
+   */
+  readonly lengthSize: 8 | 4;
+  /** The largest payload length the field can carry. */
+  readonly maxPayload: number;
+}
+
+const LAYOUT_3: FrameLayout = Object.freeze({
+  protocol: 3,
+  headerSize: 45,
+  uuidLength: 36,
+  lengthAt: 37,
+  lengthSize: 8,
+  maxPayload: Number.MAX_SAFE_INTEGER,
+});
+
+const LAYOUT_2: FrameLayout = Object.freeze({
+  protocol: 2,
+  headerSize: 37,
+  uuidLength: 32,
+  lengthAt: 33,
+  lengthSize: 4,
+  maxPayload: 0xffffffff,
+});
+
+/**
+ * The wire layout of a protocol version.
+ *
+ * @param protocol The protocol version.
+ * @returns Its layout (always the same frozen object).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { frameLayout } from "@qtk/tcp-framework/codec";
+ * assert.equal(frameLayout(2).headerSize, 37);
+ * ```
+ */
+export function frameLayout(protocol: ProtocolVersion = 3): FrameLayout {
+  return protocol === 3 ? LAYOUT_3 : LAYOUT_2;
+}
+
+/**
  * Header size in bytes for a protocol version: 45 for protocol 3, 37 for 2.
  *
  * @param protocol The protocol version.
@@ -93,7 +160,7 @@ export const DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024;
  * ```
  */
 export function headerSize(protocol: ProtocolVersion = 3): number {
-  return protocol === 3 ? 45 : 37;
+  return frameLayout(protocol).headerSize;
 }
 
 /**
@@ -109,7 +176,7 @@ export function headerSize(protocol: ProtocolVersion = 3): number {
  * ```
  */
 export function uuidLength(protocol: ProtocolVersion = 3): number {
-  return protocol === 3 ? 36 : 32;
+  return frameLayout(protocol).uuidLength;
 }
 
 /**
@@ -183,7 +250,7 @@ export function assertFrame(
       `Invalid payload ${quote(frame.payload)}: expected a Uint8Array`,
     );
   }
-  if (protocol === 2 && frame.payload.length > 0xffffffff) {
+  if (frame.payload.length > frameLayout(protocol).maxPayload) {
     throw new RangeError(
       `Payload of ${frame.payload.length} bytes does not fit protocol 2's 32-bit length`,
     );
@@ -229,6 +296,80 @@ const scratch = new DataView(new ArrayBuffer(8));
 const scratchBytes = new Uint8Array(scratch.buffer);
 
 /**
+ * Writes a frame's header into `target` at `at`: the sign, the uuid's
+ * characters as bytes and the payload length, as `layout` places them. The one
+ * header writer: {@linkcode encodeFrameInto} and the Server's and Client's
+ * connections all write headers through it. It checks nothing, but returns
+ * the bitwise OR of the uuid's character codes, so a caller that has not
+ * checked the uuid can tell from `> 0x7f` that it was not ASCII (its bytes are
+ * then wrong and must not be sent).
+ *
+ * @param target The buffer to write into; needs `layout.headerSize` bytes
+ *   from `at`.
+ * @param at Where the header starts in `target`.
+ * @param sign The sign byte.
+ * @param uuid `layout.uuidLength` characters.
+ * @param payloadLength The payload's length in bytes, at most
+ *   `layout.maxPayload`.
+ * @param layout The protocol's layout (see {@linkcode frameLayout}).
+ * @returns The bitwise OR of the uuid's character codes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { frameLayout, SIGN_DATA, writeHeader } from "@qtk/tcp-framework/codec";
+ * const layout = frameLayout(3);
+ * const header = new Uint8Array(layout.headerSize);
+ * const bits = writeHeader(header, 0, SIGN_DATA, crypto.randomUUID(), 4, layout);
+ * assert.ok(bits <= 0x7f);
+ * assert.equal(new DataView(header.buffer).getFloat64(layout.lengthAt), 4);
+ * ```
+ */
+export function writeHeader(
+  target: Uint8Array,
+  at: number,
+  sign: Sign,
+  uuid: string,
+  payloadLength: number,
+  layout: FrameLayout,
+): number {
+  target[at] = sign;
+  const idLength = layout.uuidLength;
+  let highBits = 0;
+  // Four characters a step (36 and 32 are multiples of 4).
+  for (let i = 0, to = at + 1; i < idLength; i += 4, to += 4) {
+    const a = uuid.charCodeAt(i);
+    const b = uuid.charCodeAt(i + 1);
+    const c = uuid.charCodeAt(i + 2);
+    const d = uuid.charCodeAt(i + 3);
+    highBits |= a | b | c | d;
+    target[to] = a;
+    target[to + 1] = b;
+    target[to + 2] = c;
+    target[to + 3] = d;
+  }
+  const lengthAt = at + layout.lengthAt;
+  if (layout.lengthSize === 8) {
+    // Through the scratch view: no DataView over `target` to make per call.
+    scratch.setFloat64(0, payloadLength);
+    target[lengthAt] = scratchBytes[0];
+    target[lengthAt + 1] = scratchBytes[1];
+    target[lengthAt + 2] = scratchBytes[2];
+    target[lengthAt + 3] = scratchBytes[3];
+    target[lengthAt + 4] = scratchBytes[4];
+    target[lengthAt + 5] = scratchBytes[5];
+    target[lengthAt + 6] = scratchBytes[6];
+    target[lengthAt + 7] = scratchBytes[7];
+  } else {
+    target[lengthAt] = payloadLength >>> 24;
+    target[lengthAt + 1] = payloadLength >>> 16;
+    target[lengthAt + 2] = payloadLength >>> 8;
+    target[lengthAt + 3] = payloadLength;
+  }
+  return highBits;
+}
+
+/**
  * Encodes a frame into `target` at `offset`, with no intermediate copy. The
  * frame must already be valid (see {@linkcode assertFrame}).
  *
@@ -253,22 +394,10 @@ export function encodeFrameInto(
   offset: number,
   protocol: ProtocolVersion = 3,
 ): number {
-  const { uuid, payload } = frame;
-  const idLength = protocol === 3 ? 36 : 32;
-  target[offset] = frame.sign;
-  for (let i = 0; i < idLength; i++) {
-    target[offset + 1 + i] = uuid.charCodeAt(i);
-  }
-  let at = offset + 1 + idLength;
-  if (protocol === 3) {
-    scratch.setFloat64(0, payload.length);
-    target.set(scratchBytes, at);
-    at += 8;
-  } else {
-    scratch.setUint32(0, payload.length);
-    target.set(scratchBytes.subarray(0, 4), at);
-    at += 4;
-  }
+  const layout = frameLayout(protocol);
+  const payload = frame.payload;
+  writeHeader(target, offset, frame.sign, frame.uuid, payload.length, layout);
+  const at = offset + layout.headerSize;
   target.set(payload, at);
   return at + payload.length;
 }
@@ -347,6 +476,7 @@ export class FrameDecoder {
   readonly #maxFrameSize: number;
   readonly #protocol: ProtocolVersion;
   readonly #headerSize: number;
+  readonly #uuidLength: 36 | 32;
   /** Holds a header that arrived split across chunks. */
   readonly #header: Uint8Array;
   #headerFill = 0;
@@ -392,7 +522,8 @@ export class FrameDecoder {
     }
     this.#maxFrameSize = maxFrameSize;
     this.#protocol = protocol;
-    this.#headerSize = headerSize(protocol);
+    this.#headerSize = frameLayout(protocol).headerSize;
+    this.#uuidLength = frameLayout(protocol).uuidLength;
     this.#header = new Uint8Array(this.#headerSize);
   }
 
@@ -603,7 +734,7 @@ export class FrameDecoder {
   ): void {
     const sign = bytes[at];
     this.#checkSign(sign);
-    const idLength = this.#headerSize === 45 ? 36 : 32;
+    const idLength = this.#uuidLength;
     let highBits = 0;
     const lengthAt = at + 1 + idLength;
     if (view !== undefined) {

@@ -7,6 +7,7 @@ import {
   type Frame,
   type ProtocolVersion,
   SIGN_DATA,
+  uuidLength,
 } from "./codec.ts";
 import { quote } from "./_quote.ts";
 
@@ -58,6 +59,6 @@ export function hasMessageShape(
   if (message === null || typeof message !== "object") return false;
   const uuid = message.uuid;
   return typeof uuid === "string" &&
-    uuid.length === (protocol === 3 ? 36 : 32) &&
+    uuid.length === uuidLength(protocol) &&
     message.data instanceof Uint8Array;
 }

@@ -1,5 +1,8 @@
 // Codec micro-benchmarks: `deno task bench:codec` (deno bench).
 //
+// `encodeFrameInto` and the FramedConnection groups run `writeHeader`, the one
+// header writer the Server and Client use.
+//
 // Each name gives the bytes one iteration handles, so throughput is that
 // figure divided by the time per iteration that `deno bench` prints.
 
@@ -11,6 +14,8 @@ import {
   FrameDecoder,
   SIGN_DATA,
 } from "../codec.ts";
+import { FramedConnection } from "../_connection.ts";
+import type { TransportConnection } from "../transport/transport.ts";
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -110,6 +115,54 @@ for (
       decoder.end();
       if (frames !== stream.frames) throw new Error("lost frames");
       sink += frames;
+    },
+  });
+}
+
+// The path the Server and Client run: frames encoded by FramedConnection into
+// its write buffers, over a transport that takes every write at once. "send"
+// queues a batch and waits for its one write; "echo" decodes a batch from one
+// chunk and sends each frame back, as an echo server does.
+const BATCH = 64;
+const fakeTransport: TransportConnection = {
+  remoteAddr: { hostname: "127.0.0.1", port: 1 },
+  write(bytes) {
+    sink += bytes.length;
+    return undefined;
+  },
+  close() {},
+};
+for (const [label, size] of [["64 B", 64], ["16 KiB", 16 * KiB]] as const) {
+  const payload = frameOf(size).payload;
+  const connection: FramedConnection = new FramedConnection(fakeTransport, {
+    protocol: 3,
+    maxFrameSize: 64 * MiB,
+    maxBufferedBytes: 64 * MiB,
+  }, {
+    frame: (frame) => connection.send(frame),
+    protocolError: (error) => {
+      throw error;
+    },
+    closed: () => {},
+  });
+  const chunk = new Uint8Array(BATCH * (45 + size));
+  for (let i = 0; i < BATCH; i++) {
+    chunk.set(encodeFrame(frameOf(size)), i * (45 + size));
+  }
+  Deno.bench({
+    name: `FramedConnection send ${BATCH} x ${label}`,
+    group: `send path ${label}`,
+    async fn() {
+      for (let i = 0; i < BATCH; i++) connection.sendData(uuid, payload);
+      await connection.drained();
+    },
+  });
+  Deno.bench({
+    name: `FramedConnection echo ${BATCH} x ${label}`,
+    group: `send path ${label}`,
+    async fn() {
+      connection.received(chunk);
+      await connection.drained();
     },
   });
 }

@@ -7,6 +7,7 @@
  */
 
 import { Client } from "../client.ts";
+import { headerSize } from "../codec.ts";
 import { ProtocolError, TimeoutError } from "../errors.ts";
 import {
   ExitCode,
@@ -139,7 +140,10 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
         protocol: target.protocol,
         reconnect: false,
         // Room for every outstanding request, however large.
-        maxBufferedBytes: Math.max(8 * 1024 * 1024, inflight * (size + 45) * 2),
+        maxBufferedBytes: Math.max(
+          8 * 1024 * 1024,
+          inflight * (size + headerSize(target.protocol)) * 2,
+        ),
       }),
   );
   let protocolError: ProtocolError | undefined;

@@ -10,9 +10,11 @@ import {
   FrameDecoder,
   FrameDecoderStream,
   FrameEncoderStream,
+  frameLayout,
   type ProtocolVersion,
   SIGN_DATA,
   SIGN_PING,
+  writeHeader,
 } from "../codec.ts";
 import { FrameTooLargeError, ProtocolError } from "../errors.ts";
 
@@ -80,6 +82,33 @@ function oneByteChunks(bytes: Uint8Array): Uint8Array[] {
   return Array.from(bytes, (b) => Uint8Array.of(b));
 }
 
+test("codec: one layout per protocol, matching the vectors' header sizes", () => {
+  for (const protocol of [2, 3] as const) {
+    const layout = frameLayout(protocol);
+    assert.equal(layout.protocol, protocol);
+    assert.equal(layout.lengthAt, 1 + layout.uuidLength);
+    assert.equal(layout.headerSize, layout.lengthAt + layout.lengthSize);
+    for (const vector of vectors.valid) {
+      if (vector.protocol !== protocol) continue;
+      assert.equal(
+        vector.frame.length / 2,
+        layout.headerSize + vector.payload.length / 2,
+      );
+    }
+  }
+  assert.deepEqual(
+    [frameLayout(3).headerSize, frameLayout(2).headerSize],
+    [45, 37],
+  );
+});
+
+test("codec: writeHeader reports a non-ASCII uuid through its return value", () => {
+  const layout = frameLayout(3);
+  const target = new Uint8Array(layout.headerSize);
+  const uuid = "é".padEnd(36, "a");
+  assert.ok(writeHeader(target, 0, SIGN_DATA, uuid, 0, layout) > 0x7f);
+});
+
 for (const vector of vectors.valid) {
   const protocol = vector.protocol as ProtocolVersion;
   const frame: Frame = {
@@ -89,6 +118,24 @@ for (const vector of vectors.valid) {
   };
   test(`codec: "${vector.name}" encodes byte for byte`, () => {
     assert.equal(toHex(encodeFrame(frame, protocol)), vector.frame);
+  });
+  test(`codec: "${vector.name}": writeHeader writes its header at any offset`, () => {
+    const layout = frameLayout(protocol);
+    const target = new Uint8Array(3 + layout.headerSize).fill(0xee);
+    const bits = writeHeader(
+      target,
+      3,
+      frame.sign,
+      frame.uuid,
+      frame.payload.length,
+      layout,
+    );
+    assert.ok(bits <= 0x7f);
+    assert.equal(toHex(target.subarray(0, 3)), "eeeeee");
+    assert.equal(
+      toHex(target.subarray(3)),
+      vector.frame.slice(0, 2 * layout.headerSize),
+    );
   });
   test(`codec: "${vector.name}" decodes whole and byte by byte`, () => {
     const bytes = fromHex(vector.frame);
