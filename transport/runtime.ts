@@ -1,9 +1,10 @@
 /**
  * The transport of the runtime this code runs on, and the only module that
  * chooses one: Deno's or Bun's own sockets, or `node:net` / `node:tls`
- * elsewhere (Node.js). Only that runtime's adapter is ever loaded, on the
- * first `listen` or `connect`, so a Deno or Bun program never loads the
- * Node.js modules and a Node.js one never loads the others.
+ * elsewhere (Node.js). Only that runtime's adapter is ever loaded, by a
+ * dynamic import that starts with this module but does not hold its import
+ * up, so a Deno or Bun program never loads the Node.js modules and a Node.js
+ * one never loads the others.
  *
  * @example
  * ```ts
@@ -39,17 +40,21 @@ async function loadAdapter(): Promise<Transport> {
   return node.nodeTransport;
 }
 
+// Started now rather than on the first listen or connect, so that neither
+// waits for it (loading node:tls takes a while). A failure is reported by the
+// calls that await it.
+const loading: Promise<Transport> = loadAdapter();
+loading.catch(() => {});
+
 /**
- * Forwards to the adapter, which it loads on first use: both calls of the
- * contract are asynchronous anyway, so callers see no difference.
+ * Forwards to the adapter once it is loaded: both calls of the contract are
+ * asynchronous anyway, so callers see no difference.
  */
 class RuntimeTransport implements Transport {
   #adapter: Transport | undefined;
-  #loading: Promise<Transport> | undefined;
 
   async #load(): Promise<Transport> {
-    this.#loading ??= loadAdapter();
-    return this.#adapter = await this.#loading;
+    return this.#adapter = await loading;
   }
 
   async listen(
@@ -76,7 +81,8 @@ let transport: Transport | undefined;
 /**
  * The transport of the runtime this code runs on: Deno's or Bun's own
  * sockets, or `node:net` / `node:tls` elsewhere (Node.js). Its adapter is
- * loaded on the first `listen` or `connect`.
+ * loaded in the background as this module is; `listen` and `connect` wait for
+ * it if they come first.
  *
  * @returns The transport (always the same object).
  *
