@@ -217,10 +217,23 @@ export interface ClientEventDetails {
  * A request waiting for its reply. A class rather than an object of closures:
  * `request()` is called once per message, and each closure is an allocation.
  */
+/**
+ * A frame queued while disconnected. A request that settles before the next
+ * connection takes its frame back out (`frame` becomes undefined), so what
+ * timed out or was aborted is never sent.
+ */
+interface QueuedFrame {
+  frame: Frame | undefined;
+  /** Bytes it counts in `bufferedAmount`: header and payload. */
+  readonly size: number;
+}
+
 class PendingRequest implements Deadline {
   heapIndex = -1;
   /** The connection the request was written on, if it has left the queue. */
   sentOn: FramedConnection | undefined = undefined;
+  /** Its frame, while it waits in the disconnected queue. */
+  queued: QueuedFrame | undefined = undefined;
   onAbort: (() => void) | undefined = undefined;
 
   constructor(
@@ -293,7 +306,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #connecting: Promise<void> | undefined;
   #attemptAbort: AbortController | undefined;
   readonly #tls: ClientTlsOptions | undefined;
-  #queue: Frame[] = [];
+  #queue: QueuedFrame[] = [];
+  /** Entries of `#queue` still holding a frame. */
+  #queuedMessages = 0;
   readonly #queueCopies = new PayloadCopies();
   #queuedBytes = 0;
   #attempt = 0;
@@ -479,18 +494,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         reject,
       );
       try {
-        this.#send({ sign: SIGN_DATA, uuid, payload: data });
+        request.queued = this.#send({ sign: SIGN_DATA, uuid, payload: data });
       } catch (error) {
         reject(error);
         return;
       }
       this.#pending.set(uuid, request);
-      // A closing connection did not take the frame: it waits in the queue
-      // for the next one, so the close must not reject it.
-      const connection = this.#connection;
-      request.sentOn = connection && !connection.closed
-        ? connection
-        : undefined;
+      // A queued frame waits for the next connection, so the close of the
+      // current one (if closing) must not reject it.
+      if (request.queued === undefined) request.sentOn = this.#connection;
       if (Number.isFinite(timeout)) this.#deadlines.add(request);
       if (signal) {
         request.onAbort = () => request.reject(signal.reason);
@@ -518,7 +530,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     if (this.#closing) {
       return Promise.reject(new ClosedError("Client is closed"));
     }
-    if (this.#queue.length === 0) {
+    if (this.#queuedMessages === 0) {
       return this.#connection?.drained() ?? Promise.resolve();
     }
     return new Promise((resolve, reject) =>
@@ -564,13 +576,12 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#reconnectTimer = undefined;
     this.#deadlines.clear();
     const closed = new ClosedError("Client is closed");
+    // Before the requests: the last queued one leaving would resolve them.
+    for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(closed);
     for (const request of Array.from(this.#pending.values())) {
       request.reject(closed);
     }
-    this.#queue = [];
-    this.#queueCopies.release();
-    this.#queuedBytes = 0;
-    for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(closed);
+    this.#emptyQueue();
     this.#attemptAbort?.abort(closed);
     await this.#connecting;
     const connection = this.#connection;
@@ -583,23 +594,24 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
   }
 
-  #send(frame: Frame): void {
+  /** Writes `frame`, or queues it and returns its place in the queue. */
+  #send(frame: Frame): QueuedFrame | undefined {
     if (this.#closing) {
       throw new ClosedError("Cannot send: the client is closed");
     }
     const connection = this.#connection;
     if (connection && !connection.closed) {
       connection.send(frame);
-      return;
+      return undefined;
     }
     const size = frame.payload.length + headerSize(this.#protocol);
     const limit = this.#connectionOptions.maxBufferedBytes;
     if (this.#queuedBytes > 0 && this.#queuedBytes + size > limit) {
       throw new BufferFullError(this.#queuedBytes, limit, size);
     }
-    if (this.#queue.length >= this.#maxQueuedMessages) {
+    if (this.#queuedMessages >= this.#maxQueuedMessages) {
       throw new BufferFullError(
-        this.#queue.length,
+        this.#queuedMessages,
         this.#maxQueuedMessages,
         size,
         "messages",
@@ -607,12 +619,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
     // Copied, as a connection's write buffer would: the caller may reuse its
     // payload once `send` returns.
-    this.#queue.push({
-      sign: frame.sign,
-      uuid: frame.uuid,
-      payload: this.#queueCopies.copy(frame.payload),
-    });
+    const queued: QueuedFrame = {
+      frame: {
+        sign: frame.sign,
+        uuid: frame.uuid,
+        payload: this.#queueCopies.copy(frame.payload),
+      },
+      size,
+    };
+    this.#queue.push(queued);
+    this.#queuedMessages++;
     this.#queuedBytes += size;
+    return queued;
   }
 
   #forget(request: PendingRequest): void {
@@ -621,6 +639,25 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     if (request.onAbort) {
       request.signal!.removeEventListener("abort", request.onAbort);
     }
+    const queued = request.queued;
+    if (queued?.frame !== undefined) {
+      // Settled before a connection took it: a retry by the caller must not
+      // run it twice, so it leaves the queue with its bytes.
+      queued.frame = undefined;
+      this.#queuedBytes -= queued.size;
+      if (--this.#queuedMessages === 0) {
+        this.#emptyQueue();
+        for (const waiter of this.#drainWaiters.splice(0)) waiter.resolve();
+      }
+    }
+    request.queued = undefined;
+  }
+
+  #emptyQueue(): void {
+    this.#queue = [];
+    this.#queuedMessages = 0;
+    this.#queueCopies.release();
+    this.#queuedBytes = 0;
   }
 
   #connect(): void {
@@ -674,13 +711,17 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#connection = connection;
     this.#attempt = 0;
     const queue = this.#queue;
-    this.#queue = [];
-    this.#queueCopies.release();
-    this.#queuedBytes = 0;
-    for (const frame of queue) {
+    this.#emptyQueue();
+    for (const queued of queue) {
+      const frame = queued.frame;
+      if (frame === undefined) continue;
+      queued.frame = undefined;
       connection.send(frame);
       const request = this.#pending.get(frame.uuid);
-      if (request) request.sentOn = connection;
+      if (request) {
+        request.sentOn = connection;
+        request.queued = undefined;
+      }
     }
     if (this.#drainWaiters.length > 0) {
       const waiters = this.#drainWaiters.splice(0);
