@@ -53,13 +53,13 @@ function returnBuffer(buffer: Uint8Array): void {
   if (i >= 0 && pools[i].length < POOL_LIMITS[i]) pools[i].push(buffer);
 }
 
-export interface FramedConnectionOptions {
+interface FramedConnectionOptions {
   protocol: ProtocolVersion;
   maxFrameSize: number;
   maxBufferedBytes: number;
 }
 
-export interface FramedConnectionEvents {
+interface FramedConnectionEvents {
   /** A whole frame arrived. */
   frame(frame: Frame): void;
   /**

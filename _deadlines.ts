@@ -18,10 +18,6 @@ export class DeadlineTimer {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity;
 
-  get size(): number {
-    return this.#heap.length;
-  }
-
   add(item: Deadline): void {
     item.heapIndex = this.#heap.length;
     this.#heap.push(item);

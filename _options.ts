@@ -103,7 +103,7 @@ export function parseCommonOptions(
   };
 }
 
-export function checkHost(name: string, value: unknown): string {
+function checkHost(name: string, value: unknown): string {
   if (typeof value !== "string" || value.length === 0) {
     throw new TypeError(
       `Invalid ${name} ${quote(value)}: expected a non-empty string`,
@@ -112,7 +112,7 @@ export function checkHost(name: string, value: unknown): string {
   return value;
 }
 
-export function checkPort(name: string, value: unknown): number {
+function checkPort(name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value)) {
     throw new TypeError(`Invalid ${name} ${quote(value)}: expected an integer`);
   }
@@ -160,21 +160,21 @@ export function checkCount(
   return value;
 }
 
-export function checkProtocol(name: string, value: unknown): 2 | 3 {
+function checkProtocol(name: string, value: unknown): 2 | 3 {
   if (value !== 2 && value !== 3) {
     throw new RangeError(`Invalid ${name} ${quote(value)}: expected 2 or 3`);
   }
   return value;
 }
 
-export function checkObject(name: string, value: unknown): void {
+function checkObject(name: string, value: unknown): void {
   if (value === null || typeof value !== "object") {
     throw new TypeError(`Invalid ${name} ${quote(value)}: expected an object`);
   }
 }
 
 /** Seconds to a timer delay in ms; Infinity (never) maps to undefined. */
-export function toMs(seconds: number): number | undefined {
+function toMs(seconds: number): number | undefined {
   return Number.isFinite(seconds) ? seconds * 1000 : undefined;
 }
 

@@ -8,28 +8,41 @@
 import { ClosedError, ProtocolError, TimeoutError } from "../errors.ts";
 
 /**
- * The exit codes of the command-line tool, stable for scripts.
+ * The exit codes of the command-line tool, stable for scripts:
+ * `OK` 0, `USAGE` 1 (bad command line), `CONNECTION` 2 (connection refused,
+ * lost or failed, or the address cannot be bound), `TIMEOUT` 3 (no reply or no
+ * connection in time), `PROTOCOL` 4 (the peer sent bytes that are not valid
+ * frames, often a `--protocol` mismatch), `IO` 5 (a local file or stdin could
+ * not be read or written). Exported by `cli/main.ts`.
  *
  * @example
  * ```ts
- * import { ExitCode } from "./_args.ts";
- * console.assert(ExitCode.TIMEOUT === 3);
+ * import assert from "node:assert";
+ * import { ExitCode } from "@qtk/tcp-framework/cli";
+ * assert.equal(ExitCode.CONNECTION, 2);
  * ```
  */
-export const ExitCode = {
+export const ExitCode: {
   /** Success. */
-  OK: 0,
+  readonly OK: 0;
   /** Bad command line: unknown command or option, invalid value. */
-  USAGE: 1,
+  readonly USAGE: 1;
   /** Connection refused, lost or failed, or the address cannot be bound. */
-  CONNECTION: 2,
+  readonly CONNECTION: 2;
   /** No reply (or no connection) within `--timeout`. */
-  TIMEOUT: 3,
+  readonly TIMEOUT: 3;
   /** The peer sent bytes that are not valid frames. */
-  PROTOCOL: 4,
+  readonly PROTOCOL: 4;
   /** A local file (or stdin/stdout) could not be read or written. */
+  readonly IO: 5;
+} = {
+  OK: 0,
+  USAGE: 1,
+  CONNECTION: 2,
+  TIMEOUT: 3,
+  PROTOCOL: 4,
   IO: 5,
-} as const;
+};
 
 /**
  * An error the tool reports as one line on stderr before exiting with `code`.
@@ -243,14 +256,8 @@ export function protocolOption(values: ParsedArgs["values"]): 2 | 3 {
  *
  * @param error What a connect attempt threw.
  * @returns True for a refused connection.
- *
- * @example
- * ```ts
- * import { isConnectionRefused } from "./_args.ts";
- * console.assert(isConnectionRefused(Object.assign(new Error("x"), { code: "ECONNREFUSED" })));
- * ```
  */
-export function isConnectionRefused(error: unknown): boolean {
+function isConnectionRefused(error: unknown): boolean {
   for (let e = error, depth = 0; e && depth < 5; depth++) {
     const { name, code, message } = e as {
       name?: string;

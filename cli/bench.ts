@@ -26,7 +26,7 @@ import {
 import type { CliIo } from "./_io.ts";
 
 /** Help text of `bench`. */
-export const BENCH_HELP = `Usage: tcp-framework bench [options]
+const BENCH_HELP = `Usage: tcp-framework bench [options]
 
 A load run against any server that answers requests (try "tcp-framework
 serve"): --connections clients each keep --inflight requests of --size bytes

@@ -80,7 +80,7 @@ export function timeoutOption(
 // ----------------------------------------------------------------- serve ----
 
 /** Help text of `serve`. */
-export const SERVE_HELP = `Usage: tcp-framework serve [options]
+const SERVE_HELP = `Usage: tcp-framework serve [options]
 
 Runs a server for trying clients: it answers every request with its own
 payload (echo), or with a fixed reply. Prints "listening on HOST:PORT" on
@@ -183,7 +183,7 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
 // ------------------------------------------------------------------ send ----
 
 /** Help text of `send`. */
-export const SEND_HELP = `Usage: tcp-framework send [options] [payload]
+const SEND_HELP = `Usage: tcp-framework send [options] [payload]
 
 Sends one request and prints the reply's payload on stdout, byte for byte.
 The payload is the argument (as UTF-8 text), the bytes of --file, or stdin
@@ -298,7 +298,7 @@ export function connected(client: Client, timeoutMs: number): Promise<void> {
 }
 
 /** Reads a file, or stdin for "-", turning failures into exit code 5. */
-export async function readInput(io: CliIo, path: string): Promise<Uint8Array> {
+async function readInput(io: CliIo, path: string): Promise<Uint8Array> {
   try {
     return path === "-" ? await io.readStdin() : await io.readFile(path);
   } catch (error) {
@@ -312,7 +312,7 @@ export async function readInput(io: CliIo, path: string): Promise<Uint8Array> {
 // ------------------------------------------------------------------ ping ----
 
 /** Help text of `ping`. */
-export const PING_HELP = `Usage: tcp-framework ping [options]
+const PING_HELP = `Usage: tcp-framework ping [options]
 
 Measures round-trip times to a server: sends PING frames one at a time (a
 server echoes every PING unchanged), or requests with --request (for servers

@@ -26,33 +26,12 @@
  * @module
  */
 
-import { CliError, ExitCode as ExitCodes, oneLine, usage } from "./_args.ts";
+import { CliError, ExitCode, oneLine, usage } from "./_args.ts";
 import { bench } from "./bench.ts";
 import { ping, send, serve } from "./commands.ts";
 import { type CliIo, processIo } from "./_io.ts";
 
-/**
- * The exit codes of the command-line tool, stable for scripts:
- * `OK` 0, `USAGE` 1 (bad command line), `CONNECTION` 2 (connection refused,
- * lost or failed, or the address cannot be bound), `TIMEOUT` 3 (no reply or no
- * connection in time), `PROTOCOL` 4 (the peer sent bytes that are not valid
- * frames, often a `--protocol` mismatch), `IO` 5 (a local file or stdin could
- * not be read or written).
- *
- * @example
- * ```ts
- * import { ExitCode } from "@qtk/tcp-framework/cli";
- * console.assert(ExitCode.CONNECTION === 2);
- * ```
- */
-export const ExitCode: {
-  readonly OK: 0;
-  readonly USAGE: 1;
-  readonly CONNECTION: 2;
-  readonly TIMEOUT: 3;
-  readonly PROTOCOL: 4;
-  readonly IO: 5;
-} = ExitCodes;
+export { ExitCode };
 
 const HELP = `Usage: tcp-framework <command> [options]
 
@@ -104,11 +83,11 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   try {
     if (command === undefined) {
       await io.stderr(HELP);
-      return ExitCodes.USAGE;
+      return ExitCode.USAGE;
     }
     if (command === "--help" || command === "-h" || command === "help") {
       await io.stdout(HELP);
-      return ExitCodes.OK;
+      return ExitCode.OK;
     }
     const handler = Object.hasOwn(COMMANDS, command)
       ? COMMANDS[command]
@@ -122,8 +101,8 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   } catch (error) {
     const failure = error instanceof CliError
       ? error
-      : new CliError(ExitCodes.CONNECTION, oneLine(error));
-    const hint = failure.code === ExitCodes.USAGE
+      : new CliError(ExitCode.CONNECTION, oneLine(error));
+    const hint = failure.code === ExitCode.USAGE
       ? `; see "tcp-framework ${
         command && Object.hasOwn(COMMANDS, command) ? command + " " : ""
       }--help"`
