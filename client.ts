@@ -29,7 +29,12 @@ import { FramedConnection } from "./_connection.ts";
 import { type Deadline, DeadlineTimer, gracePeriod } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./events.ts";
 import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
-import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
+import {
+  checkCount,
+  checkSeconds,
+  parseCommonOptions,
+  toMs,
+} from "./_options.ts";
 import { quote } from "./_quote.ts";
 import { PayloadCopies } from "./_payload_copies.ts";
 import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
@@ -97,6 +102,14 @@ export interface ClientOptions {
    */
   timeout?: number;
   /**
+   * Seconds a connect attempt may take, TLS handshake included, before it is
+   * given up (with a `TimeoutError` as `exception`) and retried per
+   * `reconnect`: against a host that drops packets, the system's own limit is
+   * minutes. Infinity leaves it to the system.
+   * @default {the timeout}
+   */
+  connectTimeout?: number;
+  /**
    * Largest payload accepted from the server, in bytes.
    * @default {64 MiB}
    */
@@ -139,8 +152,7 @@ export interface ClientOptions {
    * Speak TLS, using the runtime's own TLS: `true` (or `{}`) verifies the
    * server against the default trust store; `{ ca, serverName }` names the
    * trusted CA certificate(s) (PEM) and the name the certificate must carry.
-   * A handshake that takes longer than `timeout` is given up (and retried per
-   * `reconnect`).
+   * The handshake counts in `connectTimeout`.
    * @default {false}
    */
   tls?: boolean | ClientTlsOptions;
@@ -287,6 +299,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly port: number;
   readonly #heartbeatMs: number | undefined;
   readonly #timeoutMs: number | undefined;
+  readonly #connectTimeoutMs: number | undefined;
   readonly #tickMs: number | undefined;
   readonly #graceMs: number;
   readonly #requestTimeoutMs: number;
@@ -334,6 +347,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.port = common.port;
     this.#heartbeatMs = common.heartbeatMs;
     this.#timeoutMs = common.timeoutMs;
+    this.#connectTimeoutMs = options.connectTimeout === undefined
+      ? common.timeoutMs
+      : toMs(checkSeconds("connectTimeout", options.connectTimeout));
     this.#tickMs = common.tickMs;
     this.#graceMs = common.graceMs;
     this.#connectionOptions = common.connection;
@@ -664,18 +680,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#reconnectTimer = undefined;
     let connection: FramedConnection | undefined;
     const attempt = this.#attemptAbort = new AbortController();
-    const handshakeMs = this.#tls ? this.#timeoutMs : undefined;
-    const handshakeTimer = handshakeMs === undefined ? undefined : setTimeout(
+    const limitMs = this.#connectTimeoutMs;
+    const timer = limitMs === undefined ? undefined : setTimeout(
       () =>
         attempt.abort(
           new TimeoutError(
-            `TLS connection not established within ${handshakeMs} ms`,
-            handshakeMs,
+            `No connection to ${this.host}:${this.port} within ${limitMs} ms`,
+            limitMs,
           ),
         ),
-      handshakeMs,
+      limitMs,
     );
-    this.#connecting = this.#transport.connect(
+    const connecting = this.#transport.connect(
       { hostname: this.host, port: this.port },
       (transport) =>
         connection = new FramedConnection(
@@ -688,7 +704,22 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
           },
         ),
       { tls: this.#tls, signal: attempt.signal },
-    ).then(
+    );
+    // The attempt is over when the transport settles or the signal aborts,
+    // whichever comes first: a transport that cannot cancel its connect must
+    // hold up neither the backoff nor close(). What it delivers later is closed.
+    const abandoned = new Promise<never>((_, reject) =>
+      attempt.signal.addEventListener(
+        "abort",
+        () => reject(attempt.signal.reason),
+        { once: true },
+      )
+    );
+    connecting.then(
+      (late) => attempt.signal.aborted && late.close(),
+      () => {},
+    );
+    this.#connecting = Promise.race([connecting, abandoned]).then(
       () => this.#opened(connection!),
       (error) => {
         if (this.#closing) return;
@@ -696,7 +727,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this.#scheduleReconnect();
       },
     ).finally(() => {
-      clearTimeout(handshakeTimer);
+      clearTimeout(timer);
       this.#attemptAbort = undefined;
       this.#connecting = undefined;
     });

@@ -4,8 +4,14 @@
 
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
-import { decoder, encoder, HOST, sleep } from "./_helpers.ts";
+import { decoder, encoder, HOST, sleep, until } from "./_helpers.ts";
+import { unanswered } from "./_unanswered.ts";
 import { Client, Server, TimeoutError } from "../mod.ts";
+import type {
+  ConnectionHandler,
+  Transport,
+  TransportConnection,
+} from "../transport/mod.ts";
 
 test("a request that timed out or was aborted while disconnected is never sent", async () => {
   const first = new Server({ host: HOST, port: 0 });
@@ -29,7 +35,7 @@ test("a request that timed out or was aborted while disconnected is never sent",
       ),
   );
   const aborted = Array.from(
-    { length: 50 },
+    { length: 10 },
     (_, i) =>
       assert.rejects(
         client.request(encoder.encode(`aborted ${i}`), {
@@ -46,7 +52,7 @@ test("a request that timed out or was aborted while disconnected is never sent",
   abort.abort(new Error("caller gave up"));
   await Promise.all([...timedOut, ...aborted]);
   // Only the two live messages are still counted.
-  assert.ok(queuedBytes > 250 * 45, `${queuedBytes} bytes queued`);
+  assert.ok(queuedBytes > 210 * 45, `${queuedBytes} bytes queued`);
   assert.equal(client.bufferedAmount, 2 * 45 + "sent".length + "live".length);
 
   const received: string[] = [];
@@ -70,4 +76,134 @@ test("drained() resolves once every queued message left the queue unsent", async
   await assert.rejects(request, TimeoutError);
   await drained;
   assert.equal(client.bufferedAmount, 0);
+});
+
+test("connect: an attempt to a host that drops SYNs ends at connectTimeout, then the backoff retries", async () => {
+  const target = await unanswered();
+  if (target === undefined) {
+    console.log(
+      "skipped: this system does not drop SYNs to a full accept queue",
+    );
+    return;
+  }
+  try {
+    const attempts: number[] = [];
+    const timeouts: unknown[] = [];
+    const started = performance.now();
+    const client = new Client({
+      host: HOST,
+      port: target.port,
+      connectTimeout: 0.2,
+      reconnect: (attempt) => {
+        attempts.push(attempt);
+        return 20;
+      },
+    });
+    client.on("exception", (error) => timeouts.push(error));
+    await until(() => timeouts.length >= 2, 5000, "two connect timeouts");
+    const elapsed = performance.now() - started;
+    await client.close();
+    assert.ok(
+      timeouts.every((error) =>
+        error instanceof TimeoutError && error.timeout === 200
+      ),
+      String(timeouts[0]),
+    );
+    assert.deepEqual(attempts.slice(0, 2), [1, 2]);
+    assert.ok(elapsed >= 2 * 200, `${elapsed} ms for two attempts`);
+  } finally {
+    await target.close();
+  }
+});
+
+test("connect: close() resolves at once while a connect hangs, and leaves nothing behind", async () => {
+  const target = await unanswered();
+  if (target === undefined) {
+    console.log(
+      "skipped: this system does not drop SYNs to a full accept queue",
+    );
+    return;
+  }
+  try {
+    const exceptions: unknown[] = [];
+    const client = new Client({ host: HOST, port: target.port });
+    client.on("exception", (error) => exceptions.push(error));
+    await sleep(100); // the connect is under way, and stays so
+    assert.equal(client.connected, false);
+    const started = performance.now();
+    await client.close();
+    const elapsed = performance.now() - started;
+    // Before, it waited for the system to give up on the connect: minutes.
+    assert.ok(elapsed < 1000, `close() took ${elapsed} ms`);
+    assert.deepEqual(exceptions, []);
+  } finally {
+    await target.close();
+  }
+});
+
+/** A transport whose connect settles only when the test says so. */
+function heldTransport() {
+  const attempts: Array<{
+    signal: AbortSignal | undefined;
+    arrive(): FakeConnection;
+  }> = [];
+  const transport: Transport = {
+    listen: () => Promise.reject(new Error("not for listening")),
+    connect(_address, accept, options) {
+      return new Promise((resolve) => {
+        attempts.push({
+          signal: options?.signal,
+          arrive() {
+            const connection = new FakeConnection();
+            connection.handler = accept(connection);
+            resolve(connection);
+            return connection;
+          },
+        });
+      });
+    },
+  };
+  return { transport, attempts };
+}
+
+class FakeConnection implements TransportConnection {
+  readonly remoteAddr = { hostname: HOST, port: 1 };
+  handler: ConnectionHandler | undefined;
+  closed = false;
+  write(): undefined {
+    return undefined;
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    queueMicrotask(() => this.handler?.ended());
+  }
+}
+
+test("connect: a transport that ignores the signal is given up on all the same; what it delivers late is closed", async () => {
+  const { transport, attempts } = heldTransport();
+  const exceptions: unknown[] = [];
+  const client = new Client({
+    host: HOST,
+    port: 1,
+    transport,
+    connectTimeout: 0.05,
+    reconnect: () => 10,
+  });
+  client.on("exception", (error) => exceptions.push(error));
+  await until(() => attempts.length >= 2, 3000, "a second attempt");
+  assert.ok(exceptions[0] instanceof TimeoutError);
+  assert.equal(attempts[0].signal?.aborted, true);
+  const late = attempts[0].arrive();
+  await sleep(0);
+  assert.equal(late.closed, true);
+  assert.equal(client.connected, false);
+
+  const started = performance.now();
+  await client.close();
+  assert.ok(performance.now() - started < 1000);
+  const afterClose = attempts.at(-1)!.arrive();
+  await sleep(0);
+  assert.equal(afterClose.closed, true);
+  assert.equal(client.connected, false);
 });

@@ -246,7 +246,9 @@ export const bunTransport: Transport = {
     });
     const handlers = bunHandlers(accept, opened, tls !== undefined, failed);
     handlers.connectError = () => {};
-    const socket = await bun().connect({
+    // Bun's connect cannot be cancelled: given up on, it is left to finish
+    // and its socket closed when it arrives.
+    const connecting = bun().connect({
       hostname: address.hostname,
       port: address.port,
       socket: handlers,
@@ -259,6 +261,12 @@ export const bunTransport: Transport = {
           },
         }
         : {}),
+    });
+    const socket = await untilAborted(connecting, signal, () => {
+      connecting.then(
+        (late) => late.data ? late.data.close() : late.end(),
+        () => {},
+      );
     });
     return await untilAborted(ready, signal, () => socket.data?.close());
   },

@@ -52,6 +52,7 @@ interface DenoApi {
     hostname: string;
     port: number;
     transport: "tcp";
+    signal?: AbortSignal;
   }): Promise<DenoConn>;
   startTls(conn: DenoConn, options: {
     hostname: string;
@@ -248,10 +249,14 @@ export const denoTransport: Transport = {
   async connect(address, accept, options) {
     const signal = options?.signal;
     throwIfAborted(signal);
+    // With the signal, Deno cancels the connect itself: nothing outlives an
+    // attempt given up on (a host that drops SYNs is otherwise waited on for
+    // minutes).
     let conn = await deno().connect({
       hostname: address.hostname,
       port: address.port,
       transport: "tcp",
+      signal,
     });
     const tls = options?.tls;
     if (tls) {
