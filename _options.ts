@@ -174,7 +174,7 @@ function checkObject(name: string, value: unknown): void {
 }
 
 /** Seconds to a timer delay in ms; Infinity (never) maps to undefined. */
-function toMs(seconds: number): number | undefined {
+export function toMs(seconds: number): number | undefined {
   return Number.isFinite(seconds) ? seconds * 1000 : undefined;
 }
 
