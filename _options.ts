@@ -28,11 +28,12 @@ export const DEFAULT_TIMEOUT = 30;
  */
 export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /**
- * Default time, in seconds, that `stop()` and `close()` give buffered frames
- * to go out before the connection is cut.
- * @example `DEFAULT_GRACE_PERIOD === 1`
+ * Default time, in seconds, that a server gives a draining connection
+ * (`stop()`, `maxConnectionAge`) to finish, and that a client's `close()`
+ * gives buffered frames to go out, before the connection is cut.
+ * @example `DEFAULT_GRACE_PERIOD === 10`
  */
-export const DEFAULT_GRACE_PERIOD = 1;
+export const DEFAULT_GRACE_PERIOD = 10;
 
 /** The options Server and Client share, as their option interfaces spell them. */
 export interface CommonOptions {

@@ -26,6 +26,7 @@ import {
   SIGN_PING,
 } from "./codec.ts";
 import { FramedConnection } from "./_connection.ts";
+import { controlFrame, controlKind } from "./_control.ts";
 import { type Deadline, DeadlineTimer, gracePeriod } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./events.ts";
 import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
@@ -316,6 +317,13 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #deadlines = new DeadlineTimer();
   readonly #forgetRequest = (request: PendingRequest) => this.#forget(request);
   #connection: FramedConnection | undefined;
+  /**
+   * Connections whose server said `going-away`: nothing more is written on
+   * them; each closes once the replies due on it are in.
+   */
+  readonly #leaving = new Set<FramedConnection>();
+  /** Requests written on each connection and not yet settled. */
+  readonly #inFlight = new Map<FramedConnection, number>();
   #connecting: Promise<void> | undefined;
   #attemptAbort: AbortController | undefined;
   readonly #tls: ClientTlsOptions | undefined;
@@ -518,7 +526,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       this.#pending.set(uuid, request);
       // A queued frame waits for the next connection, so the close of the
       // current one (if closing) must not reject it.
-      if (request.queued === undefined) request.sentOn = this.#connection;
+      if (request.queued === undefined) this.#wrote(request, this.#connection!);
       if (Number.isFinite(timeout)) this.#deadlines.add(request);
       if (signal) {
         request.onAbort = () => request.reject(signal.reason);
@@ -600,11 +608,12 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#emptyQueue();
     this.#attemptAbort?.abort(closed);
     await this.#connecting;
-    const connection = this.#connection;
-    if (!connection) return;
+    const connections = [...this.#leaving];
+    if (this.#connection) connections.push(this.#connection);
+    if (connections.length === 0) return;
     const grace = gracePeriod(this.#graceMs);
     try {
-      await connection.close(grace.over);
+      await Promise.all(connections.map((c) => c.close(grace.over)));
     } finally {
       grace.end();
     }
@@ -649,7 +658,23 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     return queued;
   }
 
+  /** Notes that `request` went out on `connection`. */
+  #wrote(request: PendingRequest, connection: FramedConnection): void {
+    request.sentOn = connection;
+    this.#inFlight.set(connection, (this.#inFlight.get(connection) ?? 0) + 1);
+  }
+
   #forget(request: PendingRequest): void {
+    const connection = request.sentOn;
+    if (connection !== undefined) {
+      request.sentOn = undefined;
+      const left = this.#inFlight.get(connection)! - 1;
+      if (left > 0) this.#inFlight.set(connection, left);
+      else {
+        this.#inFlight.delete(connection);
+        if (this.#leaving.has(connection)) this.#leave(connection);
+      }
+    }
     this.#pending.delete(request.uuid);
     this.#deadlines.remove(request);
     if (request.onAbort) {
@@ -698,7 +723,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
           transport,
           this.#connectionOptions,
           {
-            frame: (frame) => this.#receive(frame),
+            frame: (frame) => this.#receive(frame, connection!),
             protocolError: (error) => this[emit]("exception", error),
             closed: (error) => this.#lost(connection!, error),
           },
@@ -741,6 +766,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
     this.#connection = connection;
     this.#attempt = 0;
+    // First, before anything queued: the server answers it if it can tell
+    // this client to go away (a 3.x server echoes it).
+    connection.send(controlFrame("hello", this.#protocol));
     const queue = this.#queue;
     this.#emptyQueue();
     for (const queued of queue) {
@@ -750,7 +778,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       connection.send(frame);
       const request = this.#pending.get(frame.uuid);
       if (request) {
-        request.sentOn = connection;
+        this.#wrote(request, connection);
         request.queued = undefined;
       }
     }
@@ -769,10 +797,26 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   }
 
   #lost(connection: FramedConnection, error: unknown): void {
+    if (this.#leaving.delete(connection)) {
+      this.#rejectSentOn(connection, error);
+      if (error !== undefined) this[emit]("exception", error);
+      this[emit]("closed");
+      return;
+    }
     if (this.#connection !== connection) return;
     this.#connection = undefined;
     clearInterval(this.#tickTimer);
     this.#tickTimer = undefined;
+    this.#rejectSentOn(connection, error);
+    // No request left to time out: no timer either.
+    if (this.#pending.size === 0) this.#deadlines.clear();
+    if (error !== undefined) this[emit]("exception", error);
+    this[emit]("closed");
+    if (!this.#closing) this.#scheduleReconnect();
+  }
+
+  #rejectSentOn(connection: FramedConnection, error: unknown): void {
+    if (!this.#inFlight.has(connection)) return;
     for (const request of Array.from(this.#pending.values())) {
       if (request.sentOn === connection) {
         request.reject(
@@ -782,11 +826,36 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         );
       }
     }
-    // No request left to time out: no timer either.
-    if (this.#pending.size === 0) this.#deadlines.clear();
-    if (error !== undefined) this[emit]("exception", error);
-    this[emit]("closed");
-    if (!this.#closing) this.#scheduleReconnect();
+  }
+
+  /**
+   * The server said `going-away`: write nothing more on this connection but
+   * `done-writing` (so the server knows it has read everything), send from
+   * now on over a new connection, and close this one once its replies are in.
+   */
+  #goAway(connection: FramedConnection): void {
+    if (connection.closed || this.#leaving.has(connection)) return;
+    this.#leaving.add(connection);
+    try {
+      connection.send(controlFrame("done-writing", this.#protocol));
+    } catch { /* full: the server closes it at the end of its grace period */ }
+    if (this.#connection === connection) {
+      this.#connection = undefined;
+      clearInterval(this.#tickTimer);
+      this.#tickTimer = undefined;
+      // Without reconnect, what is sent from now on waits in the queue.
+      if (!this.#closing && this.#reconnect) {
+        this.#attempt = 0;
+        this.#connect();
+      }
+    }
+    if (!this.#inFlight.has(connection)) this.#leave(connection);
+  }
+
+  /** Closes a connection that was told to go away, once nothing is due on it. */
+  #leave(connection: FramedConnection): void {
+    const grace = gracePeriod(this.#graceMs);
+    connection.close(grace.over).finally(grace.end);
   }
 
   #scheduleReconnect(): void {
@@ -807,10 +876,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
   }
 
-  #receive(frame: Frame): void {
+  #receive(frame: Frame, connection: FramedConnection): void {
     // The client never answers a PING: if both sides echoed, one PING
     // would bounce forever.
-    if (frame.sign !== SIGN_DATA) return;
+    if (frame.sign !== SIGN_DATA) {
+      if (controlKind(frame.uuid, this.#protocol) === "going-away") {
+        this.#goAway(connection);
+      }
+      return;
+    }
     // Hashing a fresh 36-character key costs more than the rest of a `send`
     // reply's path: look only when some request waits.
     const request = this.#pending.size > 0

@@ -19,9 +19,10 @@
 import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
 import { FramedConnection } from "./_connection.ts";
 import { gracePeriod } from "./_deadlines.ts";
+import { controlFrame, controlKind } from "./_control.ts";
 import { emit, TypedEventTarget } from "./events.ts";
 import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
-import { checkCount, parseCommonOptions } from "./_options.ts";
+import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
 import { ClosedError, ProxyProtocolError, TimeoutError } from "./errors.ts";
 import {
   DEFAULT_PROXY_HEADER_TIMEOUT,
@@ -50,6 +51,17 @@ export {
   DEFAULT_TIMEOUT,
 } from "./_options.ts";
 export { DEFAULT_PROXY_HEADER_TIMEOUT };
+
+/** How often draining connections are looked at (deadline, idleness). */
+const DRAIN_TICK_MS = 25;
+/**
+ * A draining 3.x peer (which never says it is done) is closed once no frame
+ * has gone either way for this long, with as many replies sent as requests
+ * read...
+ */
+const LEGACY_IDLE_MS = 100;
+/** ...or, when it sent messages that get no reply, once silent this long. */
+const LEGACY_SILENT_MS = 1000;
 
 /**
  * The `proxyProtocol` option in full.
@@ -123,10 +135,23 @@ export interface ServerOptions {
    */
   maxConnections?: number;
   /**
-   * Seconds that `stop()` gives each connection's buffered frames to go out.
-   * @default {1}
+   * Seconds that a draining connection (`stop()`, `maxConnectionAge`) is
+   * given to finish: its client is told to go away, and the server keeps
+   * reading and answering until the client is done, closing it at the latest
+   * when this runs out (buffered frames or not). Chosen to fit a slow handler
+   * well inside the 30 s that container platforms usually wait after SIGTERM.
+   * @default {10}
    */
   gracePeriod?: number;
+  /**
+   * Seconds after which a connection is drained (as by `stop()`, and then
+   * its client connects again): behind a load balancer, which balances
+   * connections, not requests, this spreads long-lived clients over
+   * instances added since they connected. Each connection's age is jittered
+   * by ±10% so that connections made together do not all drain together.
+   * @default {Infinity (off)}
+   */
+  maxConnectionAge?: number;
   /**
    * Wire protocol: 3 (the 3.x layout) or 2 (legacy 2.x, for migration).
    * @default {3}
@@ -273,6 +298,18 @@ class Connection implements ServerSocket {
   readonly #graceMs: number;
   /** With `proxyProtocol`, once the header is in. */
   proxyHeader: ProxyHeader | undefined;
+  /** The peer asked `hello`: it will answer `going-away` with `done-writing`. */
+  aware = false;
+  /** The peer said `done-writing`: every frame it wrote has been read. */
+  doneWriting = false;
+  /** Told `going-away`; closed when its peer is done or at `drainDeadline`. */
+  draining = false;
+  drainDeadline = Infinity;
+  /** When `maxConnectionAge` drains it (performance.now() time). */
+  ageDeadline = Infinity;
+  /** DATA frames received and sent: balanced, a 3.x peer waits for no reply. */
+  dataIn = 0;
+  dataOut = 0;
   #clientAddr: NetAddress | undefined;
 
   constructor(
@@ -318,6 +355,7 @@ class Connection implements ServerSocket {
       }
     }
     this.framed.sendData(message.uuid, message.data);
+    this.dataOut++;
   }
 
   drained(): Promise<void> {
@@ -363,6 +401,14 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #listener: TransportListener | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
+  readonly #maxAgeMs: number | undefined;
+  readonly #protocol: ProtocolVersion;
+  /** While stopping: when the grace period of `stop()` runs out. */
+  #stopDeadline: number | undefined;
+  /** Runs while some connection drains: its deadline, a 3.x peer's idleness. */
+  #drainTimer: ReturnType<typeof setInterval> | undefined;
+  /** Resolves `stop()`'s wait once the last connection has closed. */
+  #emptied: (() => void) | undefined;
   #starting: Promise<void> | undefined;
   readonly #tls: ServerTlsOptions | undefined;
   readonly #proxy: ProxyPolicy | undefined;
@@ -390,6 +436,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     this.#tickMs = common.tickMs;
     this.#graceMs = common.graceMs;
     this.#connectionOptions = common.connection;
+    this.#protocol = common.connection.protocol;
     this.#maxConnections = checkCount(
       "maxConnections",
       options.maxConnections ?? Infinity,
@@ -405,6 +452,11 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       );
     }
     this.#reusePort = options.reusePort ?? false;
+    const maxAge = checkSeconds(
+      "maxConnectionAge",
+      options.maxConnectionAge ?? Infinity,
+    );
+    this.#maxAgeMs = Number.isFinite(maxAge) ? maxAge * 1000 : undefined;
     if (this.#proxy && this.#tls) {
       throw new TypeError(
         "Invalid proxyProtocol with tls: the PROXY header comes before the TLS handshake, which the runtime's TLS performs; terminate TLS at the proxy",
@@ -499,17 +551,30 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       );
     }
     this.#stopping = undefined;
-    if (this.#tickMs !== undefined) {
-      this.#timer = setInterval(() => this.#tick(), this.#tickMs);
+    // maxConnectionAge is checked by the liveness tick, at most a tenth of
+    // the age late.
+    const tick = Math.min(
+      this.#tickMs ?? Infinity,
+      Math.max(5, (this.#maxAgeMs ?? Infinity) / 10),
+    );
+    if (tick !== Infinity) {
+      this.#timer = setInterval(() => this.#tick(), tick);
     }
     this[emit]("started");
   }
 
   /**
-   * Stops listening and closes every connection, giving each the grace period
-   * to finish writing, then emits `stopped`. Never exits the process.
-   * Calling it again returns the same promise; on a server that is not
-   * started it resolves at once.
+   * Drains, then emits `stopped`: stops accepting, tells every connection to
+   * go away (a control message, see PROTOCOL.md), goes on reading and
+   * answering, and closes each connection once its client is done: a client
+   * of this package stops writing, says so, waits for its replies and closes
+   * (so every frame it wrote is read, and every request answered if its
+   * handler answers in time); a 3.x or 2.x client, which ignores the notice,
+   * is closed once it has been idle a moment (no frame either way, nothing
+   * buffered, as many replies sent as requests read, or a second of
+   * silence). Whatever is still open when `gracePeriod` runs out is closed
+   * then. Never exits the process. Calling it again returns the same
+   * promise; on a server that is not started it resolves at once.
    *
    * @returns Resolves once everything is closed.
    *
@@ -569,24 +634,67 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   }
 
   async #stop(listener: TransportListener): Promise<void> {
-    // Connections stop taking frames at once (close() marks them closing
-    // before it awaits anything): nothing read from here on is answered, even
-    // while the listener takes a few turns to close.
-    const grace = gracePeriod(this.#graceMs);
-    const closing = Array.from(
-      this.#connections,
-      ({ framed }) => framed.close(grace.over),
-    );
-    try {
-      await listener.close();
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-      await Promise.all(closing);
-    } finally {
-      grace.end();
+    const deadline = performance.now() + this.#graceMs;
+    this.#stopDeadline = deadline;
+    for (const connection of this.#connections) {
+      this.#drain(connection, deadline);
     }
+    await listener.close();
+    if (this.#connections.size > 0) {
+      await new Promise<void>((resolve) => this.#emptied = resolve);
+    }
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    clearInterval(this.#drainTimer);
+    this.#drainTimer = undefined;
+    this.#stopDeadline = undefined;
     this.#listener = undefined;
     this[emit]("stopped");
+  }
+
+  /**
+   * Tells a connection to go away and keeps serving it until its client is
+   * done, or `deadline` passes.
+   */
+  #drain(connection: Connection, deadline: number): void {
+    if (connection.closed) return;
+    connection.drainDeadline = Math.min(connection.drainDeadline, deadline);
+    if (connection.draining) return;
+    connection.draining = true;
+    try {
+      connection.framed.send(controlFrame("going-away", this.#protocol));
+    } catch { /* a full buffer: it is closed at its deadline, or when idle */ }
+    this.#drainTimer ??= setInterval(() => this.#drainTick(), DRAIN_TICK_MS);
+  }
+
+  #drainTick(): void {
+    const now = performance.now();
+    let draining = 0;
+    for (const connection of this.#connections) {
+      if (!connection.draining || connection.closed) continue;
+      const framed = connection.framed;
+      framed.stamp(now);
+      if (now >= connection.drainDeadline) {
+        framed.close();
+        continue;
+      }
+      draining++;
+      // A client of this package closes by itself once its replies are in.
+      // A 3.x client never will: close it once idle.
+      if (connection.aware || framed.bufferedAmount > 0) continue;
+      const quiet = now - Math.max(framed.lastReceived, framed.lastSent);
+      if (
+        quiet >= LEGACY_IDLE_MS &&
+        (connection.dataIn <= connection.dataOut ||
+          quiet >= LEGACY_SILENT_MS)
+      ) {
+        framed.close();
+      }
+    }
+    if (draining === 0) {
+      clearInterval(this.#drainTimer);
+      this.#drainTimer = undefined;
+    }
   }
 
   #accept(transport: TransportConnection): ConnectionHandler {
@@ -599,6 +707,11 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         protocolError: (error) => this[emit]("exception", connection, error),
         closed: (error) => {
           this.#connections.delete(connection);
+          if (this.#connections.size === 0 && this.#emptied) {
+            const emptied = this.#emptied;
+            this.#emptied = undefined;
+            queueMicrotask(emptied);
+          }
           if (!connection.announced) return;
           if (error !== undefined) this[emit]("exception", connection, error);
           this[emit]("closed", connection);
@@ -606,9 +719,16 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       },
     );
     this.#connections.add(connection);
-    if (this.#stopping) {
-      connection.framed.close();
-    } else if (this.#connections.size > this.#maxConnections) {
+    if (this.#maxAgeMs !== undefined) {
+      connection.ageDeadline = performance.now() +
+        this.#maxAgeMs * (0.9 + Math.random() * 0.2);
+    }
+    if (this.#stopDeadline !== undefined) {
+      // Accepted while the listener closes: its client may already have
+      // written to it, so it is served and drained like the others.
+      this.#drain(connection, this.#stopDeadline);
+    }
+    if (this.#connections.size > this.#maxConnections) {
       connection.framed.close();
       this[emit](
         "exception",
@@ -667,11 +787,23 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
 
   #receive(connection: Connection, frame: Frame): void {
     if (frame.sign === SIGN_PING) {
+      const control = controlKind(frame.uuid, this.#protocol);
+      let answer: Frame | undefined = frame;
+      if (control === "hello") {
+        connection.aware = true;
+        answer = controlFrame("hello-ack", this.#protocol);
+      } else if (control !== undefined) {
+        // done-writing; a client has no business sending the server's notices.
+        if (control === "done-writing") connection.doneWriting = true;
+        answer = undefined;
+      }
+      if (answer === undefined) return;
       try {
-        connection.framed.send(frame);
+        connection.framed.send(answer);
       } catch { /* a full buffer says more than a lost echo would */ }
       return;
     }
+    connection.dataIn++;
     this[emit]("data", connection, { uuid: frame.uuid, data: frame.payload });
   }
 
@@ -683,6 +815,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       const framed = connection.framed;
       // Not yet announced: waiting for its PROXY header, on a clock of its own.
       if (framed.closed || !connection.announced) continue;
+      if (now >= connection.ageDeadline && !connection.draining) {
+        this.#drain(connection, now + this.#graceMs);
+      }
       framed.stamp(now);
       if (now - framed.lastProgress >= timeoutMs) {
         this[emit](
