@@ -140,7 +140,8 @@ test("client reconnects after a server restart and delivers what was sent meanwh
 });
 
 test("a request in flight when the connection drops rejects at once, not at its timeout", async () => {
-  const server = new Server({ host: HOST, port: 0 });
+  // stop() drains: it waits for the reply up to gracePeriod, then cuts.
+  const server = new Server({ host: HOST, port: 0, gracePeriod: 0.2 });
   server.on("data", () => {}); // never answers
   await server.start();
   await using client = new Client({
