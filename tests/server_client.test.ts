@@ -200,6 +200,9 @@ test("request: a reply from the server's side arriving after timeout goes to dat
   server.on("data", (socket, message) => answer = () => socket.send(message));
   await server.start();
   await using client = new Client({ host: HOST, port: server.port });
+  // Connected first: a request that times out while still queued is never
+  // sent at all.
+  await next(client, "connected");
   await assert.rejects(
     client.request(encoder.encode("late"), { timeout: 30 }),
     TimeoutError,
