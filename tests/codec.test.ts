@@ -453,3 +453,97 @@ test("codec: the decoder stream errors on a malformed frame", async () => {
     ProtocolError,
   );
 });
+
+/** The chunks a FrameEncoderStream emits for `frames`, all written at once. */
+async function encodeAtOnce(
+  frames: Frame[],
+  protocol: ProtocolVersion = 3,
+): Promise<Uint8Array[]> {
+  const encoder = new FrameEncoderStream({ protocol });
+  const writer = encoder.writable.getWriter();
+  const written = Promise.all(frames.map((frame) => writer.write(frame)))
+    .then(() => writer.close());
+  const chunks = await collect(encoder.readable);
+  await written;
+  return chunks;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
+}
+
+test("codec: frames written to the encoder stream in one turn leave as one chunk", async () => {
+  const frames: Frame[] = Array.from({ length: 100 }, (_, i) => ({
+    sign: i % 10 === 0 ? SIGN_PING : SIGN_DATA,
+    uuid: crypto.randomUUID(),
+    payload: patterned(i * 7, i),
+  }));
+  const chunks = await encodeAtOnce(frames);
+  assert.equal(chunks.length, 1);
+  assertSameBytes(chunks[0], concat(frames.map((f) => encodeFrame(f))));
+
+  // Frames of a later turn leave in a chunk of their own.
+  const encoder = new FrameEncoderStream();
+  const writer = encoder.writable.getWriter();
+  const reader = encoder.readable.getReader();
+  writer.write(frames[1]);
+  writer.write(frames[2]);
+  const first = await reader.read();
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  writer.write(frames[3]);
+  const second = await reader.read();
+  writer.close();
+  assert.equal((await reader.read()).done, true);
+  assertSameBytes(
+    first.value!,
+    concat([encodeFrame(frames[1]), encodeFrame(frames[2])]),
+  );
+  assertSameBytes(second.value!, encodeFrame(frames[3]));
+});
+
+test("codec: the encoder stream's chunks stay within 256 KiB, and a payload of 64 KiB or more leaves as its own chunk", async () => {
+  for (const protocol of [3, 2] as const) {
+    const uuid = () =>
+      protocol === 3
+        ? crypto.randomUUID()
+        : crypto.randomUUID().replaceAll("-", "");
+    const sizes = [
+      ...Array.from({ length: 40 }, (_, i) => 16 * 1024 - 45 + i),
+      64 * 1024 - 1,
+      64 * 1024,
+      5,
+      300 * 1024,
+      0,
+    ];
+    const frames: Frame[] = sizes.map((size, i) => ({
+      sign: SIGN_DATA,
+      uuid: uuid(),
+      payload: patterned(size, i),
+    }));
+    const chunks = await encodeAtOnce(frames, protocol);
+    assertSameBytes(
+      concat(chunks),
+      concat(frames.map((f) => encodeFrame(f, protocol))),
+    );
+    for (const chunk of chunks) assert.ok(chunk.length <= 300 * 1024);
+    for (const large of [frames[41], frames[43]]) {
+      // After the chunk that ends with its header: the payload itself.
+      const at = chunks.indexOf(large.payload);
+      assert.ok(at > 0, "a large payload is passed on by reference");
+      const header = chunks[at - 1];
+      assertSameBytes(
+        header.subarray(header.length - (protocol === 3 ? 45 : 37)),
+        encodeFrame(large, protocol).subarray(0, protocol === 3 ? 45 : 37),
+      );
+    }
+    const batched = chunks.filter((c) => !frames.some((f) => f.payload === c));
+    assert.ok(batched.every((c) => c.length <= 256 * 1024));
+    assert.ok(batched.length < 10, `${batched.length} batches`);
+  }
+});
