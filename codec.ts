@@ -913,7 +913,8 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
    */
   constructor(options: EncoderOptions = {}) {
     const protocol = options.protocol ?? 3;
-    const header = headerSize(protocol);
+    const layout = frameLayout(protocol);
+    const header = layout.headerSize;
     let output!: TransformStreamDefaultController<Uint8Array>;
     // Batches are carved one after another out of a slab, since each leaves
     // by reference: one allocation for many batches (each allocation costs
@@ -973,13 +974,7 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
         const payload = frame.payload;
         if (payload.length >= STREAM_OWN_CHUNK) {
           const at = reserve(header);
-          encodeFrameInto(
-            { sign: frame.sign, uuid: frame.uuid, payload: EMPTY },
-            slab,
-            at,
-            protocol,
-          );
-          writeLength(slab, at, payload.length, protocol);
+          writeHeader(slab, at, frame.sign, frame.uuid, payload.length, layout);
           used += header;
           emit();
           output.enqueue(payload);
@@ -999,25 +994,6 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
         emit();
       },
     });
-  }
-}
-
-const EMPTY = new Uint8Array(0);
-
-/** Overwrites the length field of the header at `at` with `length`. */
-function writeLength(
-  target: Uint8Array,
-  at: number,
-  length: number,
-  protocol: ProtocolVersion,
-): void {
-  const lengthAt = at + (protocol === 3 ? 37 : 33);
-  if (protocol === 3) {
-    scratch.setFloat64(0, length);
-    target.set(scratchBytes, lengthAt);
-  } else {
-    scratch.setUint32(0, length);
-    target.set(scratchBytes.subarray(0, 4), lengthAt);
   }
 }
 
