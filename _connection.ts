@@ -14,6 +14,7 @@ import {
   writeHeader,
 } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
+import { takePayload } from "./message.ts";
 import type {
   ConnectionHandler,
   TransportConnection,
@@ -249,8 +250,8 @@ export class FramedConnection implements ConnectionHandler {
    * @throws {ClosedError} If the connection is closing or closed.
    * @throws {BufferFullError} If it would pass `maxBufferedBytes`.
    */
-  send(frame: Frame): void {
-    this.#enqueue(frame.sign, frame.uuid, frame.payload, false);
+  send(frame: Frame, transfer = false): void {
+    this.#enqueue(frame.sign, frame.uuid, frame.payload, false, transfer);
   }
 
   /**
@@ -262,8 +263,8 @@ export class FramedConnection implements ConnectionHandler {
    * @throws {ClosedError} If the connection is closing or closed.
    * @throws {BufferFullError} If it would pass `maxBufferedBytes`.
    */
-  sendData(uuid: string, payload: Uint8Array): void {
-    this.#enqueue(SIGN_DATA, uuid, payload, true);
+  sendData(uuid: string, payload: Uint8Array, transfer = false): void {
+    this.#enqueue(SIGN_DATA, uuid, payload, true, transfer);
   }
 
   #enqueue(
@@ -271,6 +272,7 @@ export class FramedConnection implements ConnectionHandler {
     uuid: string,
     payload: Uint8Array,
     checkUuid: boolean,
+    transfer: boolean,
   ): void {
     if (this.#closing) {
       if (checkUuid) assertUuid(uuid, this.#protocol);
@@ -309,14 +311,17 @@ export class FramedConnection implements ConnectionHandler {
       }
       assertUuid(uuid, this.#protocol); // throws the TypeError
     }
+    // Taken only now that nothing can refuse the frame.
+    if (transfer) payload = takePayload(payload);
     let queued = size;
+    const direct = start === 0 && buffered === 0 && !this.#writing &&
+      this.#transport.writeNow !== undefined;
     if (!large) {
       out.set(payload, start + this.#headerSize);
       this.#outUsed = start + size;
-    } else if (
-      start === 0 && buffered === 0 && !this.#writing &&
-      this.#transport.writeNow !== undefined
-    ) {
+    } else if (transfer) {
+      queued = this.#queueOwned(out, start, payload, direct);
+    } else if (direct) {
       queued = this.#writeNow(out, payload);
     } else {
       this.#outUsed = this.#spread(payload, start + this.#headerSize);
@@ -358,6 +363,46 @@ export class FramedConnection implements ConnectionHandler {
       at,
     );
     return rest;
+  }
+
+  /**
+   * Queues a large frame whose payload is the framework's own (sent with
+   * `transfer`): the header ends the current write buffer and the payload is
+   * written after it straight from its memory, never copied. With `direct`
+   * (Bun, nothing queued) what the runtime takes at once is written now.
+   * Returns the bytes left queued.
+   */
+  #queueOwned(
+    out: Uint8Array,
+    start: number,
+    payload: Uint8Array,
+    direct: boolean,
+  ): number {
+    const headerEnd = start + this.#headerSize;
+    let headerLeft = headerEnd;
+    let rest = payload;
+    if (direct) {
+      const transport = this.#transport;
+      const taken = transport.writeNow!(out.subarray(0, headerEnd));
+      if (taken === headerEnd) {
+        headerLeft = 0;
+        rest = payload.subarray(transport.writeNow!(payload));
+      } else {
+        out.copyWithin(0, taken, headerEnd);
+        headerLeft = headerEnd - taken;
+      }
+    }
+    if (headerLeft > 0) {
+      this.#full.push(out);
+      this.#fullUsed.push(headerLeft);
+    } else returnBuffer(out);
+    if (rest.length > 0) {
+      this.#full.push(rest);
+      this.#fullUsed.push(rest.length);
+    }
+    this.#out = undefined;
+    this.#outUsed = 0;
+    return headerLeft + rest.length;
   }
 
   /**

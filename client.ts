@@ -29,7 +29,14 @@ import { FramedConnection } from "./_connection.ts";
 import { controlFrame, controlKind } from "./_control.ts";
 import { type Deadline, DeadlineTimer, gracePeriod } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./events.ts";
-import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
+import {
+  hasMessageShape,
+  type Message,
+  type SendOptions,
+  takePayload,
+  toDataFrame,
+  wantsTransfer,
+} from "./message.ts";
 import {
   checkCount,
   checkSeconds,
@@ -178,6 +185,12 @@ export interface RequestOptions {
   timeout?: number;
   /** Aborts the wait; the request rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Hand `data`'s memory to the client instead of having it copied: its
+   * `ArrayBuffer` is detached (see {@linkcode SendOptions}).
+   * @default {false}
+   */
+  transfer?: boolean;
 }
 
 /**
@@ -434,10 +447,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   /**
    * Sends a message: at once when connected, otherwise queued until the next
    * connection, in order. The payload is copied or written before `send`
-   * returns, so the caller may reuse it at once.
+   * returns, so the caller may reuse it at once; with `{ transfer: true }`
+   * its memory is taken instead, without a copy, and the caller's buffer is
+   * detached once `send` accepts the message (see {@linkcode SendOptions}).
    *
    * @param message A 36-character ASCII uuid and the payload.
-   * @throws {TypeError} If the uuid or data is invalid; nothing is written.
+   * @param options `{ transfer: true }` to hand the payload's memory over.
+   * @throws {TypeError} If the uuid, data or options are invalid; nothing is
+   *   written.
    * @throws {ClosedError} If the client is closed.
    * @throws {BufferFullError} If `maxBufferedBytes` or `maxQueuedMessages`
    *   would be passed; nothing is queued.
@@ -450,23 +467,25 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * await client.close();
    * ```
    */
-  send(message: Message): void {
+  send(message: Message, options?: SendOptions): void {
+    const transfer = options === undefined ? false : wantsTransfer(options);
     const connection = this.#connection;
     if (
       connection !== undefined && !connection.closed && !this.#closing &&
       hasMessageShape(message, this.#protocol)
     ) {
       // Connected: the uuid's characters are checked as they are encoded.
-      connection.sendData(message.uuid, message.data);
+      connection.sendData(message.uuid, message.data, transfer);
       return;
     }
-    this.#send(toDataFrame(message, this.#protocol));
+    this.#send(toDataFrame(message, this.#protocol), transfer);
   }
 
   /**
    * Sends `data` under a fresh uuid and resolves with the reply's payload. The
    * reply is not also emitted as `data`. Like `send`, copies or writes `data`
-   * before returning, so the caller may reuse it at once.
+   * before returning, so the caller may reuse it at once, or with
+   * `transfer: true` takes its memory and detaches the caller's buffer.
    *
    * @param data The request payload.
    * @param options Time limit (ms) and abort signal.
@@ -504,6 +523,12 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
+    let transfer: boolean;
+    try {
+      transfer = wantsTransfer({ transfer: options.transfer });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const uuid = this.#protocol === 3
       ? crypto.randomUUID()
       : crypto.randomUUID().replaceAll("-", "");
@@ -518,7 +543,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         reject,
       );
       try {
-        request.queued = this.#send({ sign: SIGN_DATA, uuid, payload: data });
+        request.queued = this.#send(
+          { sign: SIGN_DATA, uuid, payload: data },
+          transfer,
+        );
       } catch (error) {
         reject(error);
         return;
@@ -620,13 +648,13 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   }
 
   /** Writes `frame`, or queues it and returns its place in the queue. */
-  #send(frame: Frame): QueuedFrame | undefined {
+  #send(frame: Frame, transfer = false): QueuedFrame | undefined {
     if (this.#closing) {
       throw new ClosedError("Cannot send: the client is closed");
     }
     const connection = this.#connection;
     if (connection && !connection.closed) {
-      connection.send(frame);
+      connection.send(frame, transfer);
       return undefined;
     }
     const size = frame.payload.length + headerSize(this.#protocol);
@@ -648,7 +676,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       frame: {
         sign: frame.sign,
         uuid: frame.uuid,
-        payload: this.#queueCopies.copy(frame.payload),
+        payload: transfer
+          ? takePayload(frame.payload)
+          : this.#queueCopies.copy(frame.payload),
       },
       size,
     };

@@ -62,3 +62,73 @@ export function hasMessageShape(
     uuid.length === uuidLength(protocol) &&
     message.data instanceof Uint8Array;
 }
+
+/**
+ * Options of `send` (Client, Server, ServerSocket).
+ *
+ * @example
+ * ```ts
+ * import type { SendOptions } from "@qtk/tcp-framework";
+ * const options: SendOptions = { transfer: true };
+ * ```
+ */
+export interface SendOptions {
+  /**
+   * Hand the payload's memory to the framework instead of having it copied:
+   * the `ArrayBuffer` behind `data` is detached with
+   * `ArrayBuffer.prototype.transfer()`, as `postMessage` does with a transfer
+   * list, so every view of it (the caller's `data` included) reads as empty
+   * from then on, never as changed bytes. A large payload is then written
+   * straight from that memory. Only a `data` that spans its whole buffer is
+   * taken: a view of part of a larger one (a received payload, which shares
+   * its read buffer; a pooled Node.js `Buffer`) is copied, as is any payload
+   * where the runtime has no `transfer()` (Node.js 20) or the buffer cannot be
+   * detached (a `SharedArrayBuffer`); the caller's buffer is then left as it
+   * is.
+   * @default {false}
+   */
+  transfer?: boolean;
+}
+
+/** Whether `options` asks for transfer; a TypeError if it is malformed. */
+export function wantsTransfer(options: SendOptions | undefined): boolean {
+  if (options === undefined) return false;
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `Invalid options ${quote(options)}: expected { transfer?: boolean }`,
+    );
+  }
+  const transfer = options.transfer;
+  if (transfer !== undefined && typeof transfer !== "boolean") {
+    throw new TypeError(
+      `Invalid transfer ${quote(transfer)}: expected a boolean`,
+    );
+  }
+  return transfer === true;
+}
+
+const transferable =
+  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
+    "function";
+
+/**
+ * The payload of a send with `transfer`: its memory, moved out of the caller's
+ * reach by detaching its `ArrayBuffer` (no copy), or a copy where that cannot
+ * be done.
+ */
+export function takePayload(data: Uint8Array): Uint8Array {
+  const buffer = data.buffer as ArrayBuffer & {
+    transfer?: () => ArrayBuffer;
+    detached?: boolean;
+  };
+  if (
+    transferable && data.byteOffset === 0 &&
+    data.byteLength === buffer.byteLength && buffer instanceof ArrayBuffer &&
+    !buffer.detached
+  ) {
+    try {
+      return new Uint8Array(buffer.transfer!());
+    } catch { /* not detachable (e.g. a WebAssembly memory): copy */ }
+  }
+  return new Uint8Array(data);
+}

@@ -50,7 +50,7 @@ export {
   type ServerOptions,
   type ServerSocket,
 } from "./server.ts";
-export type { Message } from "./message.ts";
+export type { Message, SendOptions } from "./message.ts";
 export type {
   Accept,
   ClientTlsOptions,

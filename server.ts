@@ -21,7 +21,13 @@ import { FramedConnection } from "./_connection.ts";
 import { gracePeriod } from "./_deadlines.ts";
 import { controlFrame, controlKind } from "./_control.ts";
 import { emit, TypedEventTarget } from "./events.ts";
-import { hasMessageShape, type Message, toDataFrame } from "./message.ts";
+import {
+  hasMessageShape,
+  type Message,
+  type SendOptions,
+  toDataFrame,
+  wantsTransfer,
+} from "./message.ts";
 import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
 import { ClosedError, ProxyProtocolError, TimeoutError } from "./errors.ts";
 import {
@@ -224,12 +230,15 @@ export interface ServerSocket {
   /**
    * Sends a message. Frames sent in the same turn go out in one write. The
    * payload is copied or written before `send` returns, so the caller may
-   * reuse it at once.
-   * @throws {TypeError} If the uuid or data is invalid; nothing is written.
+   * reuse it at once; with `{ transfer: true }` its memory is taken instead
+   * (see {@linkcode SendOptions}), and the caller's buffer is detached once
+   * `send` accepts the message (not when it throws).
+   * @throws {TypeError} If the uuid, data or options are invalid; nothing is
+   *   written.
    * @throws {ClosedError} If the connection is closed.
    * @throws {BufferFullError} If `maxBufferedBytes` would be passed.
    */
-  send(message: Message): void;
+  send(message: Message, options?: SendOptions): void;
   /** Resolves once everything sent so far has been taken by the runtime. */
   drained(): Promise<void>;
   /** Closes the connection after buffered frames go out (within the grace period). */
@@ -347,14 +356,15 @@ class Connection implements ServerSocket {
     return this.framed.closed;
   }
 
-  send(message: Message): void {
+  send(message: Message, options?: SendOptions): void {
+    const transfer = options === undefined ? false : wantsTransfer(options);
     if (!hasMessageShape(message, this.#protocol) || this.framed.closed) {
       toDataFrame(message, this.#protocol); // throws the TypeError, if any
       if (this.framed.closed) {
         throw new ClosedError("Cannot send: the connection is closed");
       }
     }
-    this.framed.sendData(message.uuid, message.data);
+    this.framed.sendData(message.uuid, message.data, transfer);
     this.dataOut++;
   }
 
@@ -601,7 +611,10 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    *
    * @param socket The connection, from a `connected` or `data` event.
    * @param message The uuid (usually the request's) and the payload.
-   * @throws {TypeError} If the uuid or data is invalid; nothing is written.
+   * @param options `{ transfer: true }` hands the payload's memory over
+   *   instead of having it copied (see {@linkcode SendOptions}).
+   * @throws {TypeError} If the uuid, data or options are invalid; nothing is
+   *   written.
    * @throws {ClosedError} If the connection is closed.
    * @throws {BufferFullError} If the connection's buffer limit would be passed.
    *
@@ -612,11 +625,11 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    * server.on("data", (socket, { uuid, data }) => server.send(socket, { uuid, data }));
    * ```
    */
-  send(socket: ServerSocket, message: Message): void {
+  send(socket: ServerSocket, message: Message, options?: SendOptions): void {
     if (!(socket instanceof Connection)) {
       throw new TypeError("Invalid socket: expected a socket of this server");
     }
-    socket.send(message);
+    socket.send(message, options);
   }
 
   /**
