@@ -15,7 +15,8 @@ import {
   SIGN_PING,
 } from "../codec.ts";
 import { ClosedError, ProtocolError, TimeoutError } from "../errors.ts";
-import { Server } from "../server.ts";
+import { Server, type ServerSocket } from "../server.ts";
+import { serveWorkers } from "../workers.ts";
 import {
   runtimeTransport,
   type TransportConnection,
@@ -92,6 +93,16 @@ Options:
   -p, --port <port>      port to listen on; 0 picks a free one (default 0)
   --protocol <2|3>       wire protocol (default 3; 2 for @qtk/tcp-framework 2.x peers)
   --reply <text|@file>   answer every request with this text, or the bytes of file
+  --workers <n>          run n server processes sharing the port (Linux; needs
+                         --port other than 0): restarted if they die, drained on
+                         Ctrl-C or SIGTERM. Deno also needs --allow-run --allow-env
+  --reuse-port           share the port with other servers (SO_REUSEPORT; Linux,
+                         and on Deno --unstable-net)
+  --proxy-protocol       expect a PROXY protocol v1/v2 header on every
+                         connection (behind HAProxy send-proxy-v2, nginx
+                         proxy_protocol on); logs the client's address
+  --trusted <list>       with --proxy-protocol: addresses or networks allowed to
+                         send the header, comma-separated (default: any)
   -v, --verbose          also log every request
   -q, --quiet            log nothing on stderr
   -h, --help             show this help
@@ -109,10 +120,17 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     reply: { type: "string" },
     verbose: { type: "boolean", short: "v" },
     quiet: { type: "boolean", short: "q" },
+    workers: { type: "number" },
+    "reuse-port": { type: "boolean" },
+    "proxy-protocol": { type: "boolean" },
+    trusted: { type: "string" },
   });
   if (values.help) {
     await io.stdout(SERVE_HELP);
     return ExitCode.OK;
+  }
+  if (values.workers !== undefined) {
+    return await serveWithWorkers(argv, values, io);
   }
   if (positionals.length > 0) {
     throw usage(`serve takes no argument, got "${positionals[0]}"`);
@@ -137,9 +155,30 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
       logs = logs.then(() => io.stderr(line + "\n")).catch(() => {});
     }
   };
-  const server = new Server({ host, port, protocol });
-  const name = (socket: { remoteAddr: { hostname: string; port: number } }) =>
-    `${socket.remoteAddr.hostname}:${socket.remoteAddr.port}`;
+  if (values.trusted !== undefined && !values["proxy-protocol"]) {
+    throw usage("--trusted needs --proxy-protocol");
+  }
+  let server: Server;
+  try {
+    server = new Server({
+      host,
+      port,
+      protocol,
+      reusePort: values["reuse-port"] === true,
+      proxyProtocol: values["proxy-protocol"] === true &&
+        (values.trusted === undefined
+          ? true
+          : { trusted: String(values.trusted).split(",").filter(Boolean) }),
+    });
+  } catch (error) {
+    throw usage(oneLine(error));
+  }
+  const address = (a: { hostname: string; port: number }) =>
+    `${a.hostname}:${a.port}`;
+  const name = (socket: ServerSocket) =>
+    socket.proxyAddr
+      ? `${address(socket.remoteAddr)} via ${address(socket.proxyAddr)}`
+      : address(socket.remoteAddr);
   server.on("connected", (socket) => log(`connected ${name(socket)}`));
   server.on("closed", (socket) => log(`closed ${name(socket)}`));
   server.on(
@@ -178,6 +217,77 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     await logs;
   }
   return ExitCode.OK;
+}
+
+/**
+ * `serve --workers N`: N processes of this tool's `serve`, with the same
+ * options and --reuse-port, restarted if they die, drained on a signal.
+ */
+async function serveWithWorkers(
+  argv: string[],
+  values: ParsedArgs["values"],
+  io: CliIo,
+): Promise<number> {
+  const count = numberOption(values, "workers", 1, {
+    integer: true,
+    min: 1,
+    max: 1024,
+  });
+  const port = numberOption(values, "port", 0, {
+    integer: true,
+    min: 0,
+    max: 65535,
+  });
+  if (port === 0) {
+    throw usage(
+      "--workers needs --port other than 0 (each worker would pick its own)",
+    );
+  }
+  const args = ["serve", "--reuse-port"];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--workers") i++;
+    else if (arg.startsWith("--workers=") || arg === "--reuse-port") continue;
+    else args.push(arg);
+  }
+  const main = new URL(
+    import.meta.url.endsWith(".js") ? "./main.js" : "./main.ts",
+    import.meta.url,
+  );
+  const workers = serveWorkers(main, {
+    workers: count,
+    args,
+    handleSignals: false,
+    onExit: (worker, code, signal) => {
+      if (!stopping) {
+        io.stderr(
+          `worker ${worker} exited (${signal ?? `code ${code}`}); restarting\n`,
+        ).catch(() => {});
+      }
+    },
+  });
+  let stopping = false;
+  let stopInterrupts = () => {};
+  try {
+    await io.stderr(
+      `started ${count} workers on ${
+        values.host ?? CLI_DEFAULT_HOST
+      }:${port}\n`,
+    );
+    await new Promise<void>((resolve) => {
+      stopInterrupts = io.onInterrupt(resolve);
+    });
+  } finally {
+    stopping = true;
+    stopInterrupts();
+  }
+  const clean = await workers.stop();
+  await io.stderr(
+    clean
+      ? "all workers drained and stopped\n"
+      : "some workers did not stop cleanly\n",
+  );
+  return clean ? ExitCode.OK : ExitCode.CONNECTION;
 }
 
 // ------------------------------------------------------------------ send ----

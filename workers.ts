@@ -1,0 +1,463 @@
+/**
+ * One server per core: {@linkcode serveWorkers} starts several processes of a
+ * server module, each listening on the same port with `reusePort` so the
+ * kernel spreads connections over them; it restarts a worker that dies (with
+ * backoff), and on SIGTERM or SIGINT drains them all (each worker's
+ * `server.stop()`) and exits. In the worker module,
+ * {@linkcode stopOnSignal} does the worker's half.
+ *
+ * Linux only, as `reusePort` is; under Deno the workers need `--unstable-net`
+ * (the default `runtimeArgs` pass it) and the launcher `--allow-run`.
+ *
+ * @example
+ * ```ts ignore
+ * // launcher.ts
+ * import { serveWorkers } from "@qtk/tcp-framework/workers";
+ * serveWorkers(new URL("./server.ts", import.meta.url), { workers: 4 });
+ *
+ * // server.ts
+ * import { Server } from "@qtk/tcp-framework";
+ * import { stopOnSignal } from "@qtk/tcp-framework/workers";
+ * const server = new Server({ host: "0.0.0.0", port: 8212, reusePort: true });
+ * server.on("data", (socket, message) => socket.send(message));
+ * await server.start();
+ * stopOnSignal(server);
+ * ```
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { checkCount, checkSeconds } from "./_options.ts";
+import { quote } from "./_quote.ts";
+
+/**
+ * The environment variable that tells a worker its number (0 to workers - 1).
+ *
+ * @example
+ * ```ts
+ * import { WORKER_ENV } from "@qtk/tcp-framework/workers";
+ * console.log(WORKER_ENV); // "TCP_FRAMEWORK_WORKER"
+ * ```
+ */
+export const WORKER_ENV = "TCP_FRAMEWORK_WORKER";
+
+/**
+ * Default seconds that {@linkcode Workers.stop} gives the workers to drain
+ * before it kills them.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_STOP_TIMEOUT } from "@qtk/tcp-framework/workers";
+ * console.log(DEFAULT_STOP_TIMEOUT); // 30
+ * ```
+ */
+export const DEFAULT_STOP_TIMEOUT = 30;
+
+/**
+ * A worker that ran at least this many seconds before it died is restarted
+ * as if for the first time (its backoff starts over).
+ *
+ * @example
+ * ```ts
+ * import { HEALTHY_AFTER } from "@qtk/tcp-framework/workers";
+ * console.log(HEALTHY_AFTER); // 10
+ * ```
+ */
+export const HEALTHY_AFTER = 10;
+
+/**
+ * Default wait before restarting a worker that died, by how many times in a
+ * row it died young (1 for the first): 100 ms doubling to 10 s, give or take
+ * 20% so workers that died together do not come back together.
+ *
+ * @param attempt The restart about to happen, from 1.
+ * @returns Milliseconds to wait.
+ *
+ * @example
+ * ```ts
+ * import { restartDelay } from "@qtk/tcp-framework/workers";
+ * console.log(restartDelay(1) < 200); // true
+ * ```
+ */
+export function restartDelay(attempt: number): number {
+  const base = Math.min(10_000, 100 * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/**
+ * Options of {@linkcode serveWorkers}.
+ *
+ * @example
+ * ```ts
+ * import type { WorkersOptions } from "@qtk/tcp-framework/workers";
+ * const options: WorkersOptions = { workers: 2, args: ["--port", "8212"] };
+ * ```
+ */
+export interface WorkersOptions {
+  /**
+   * How many processes to run.
+   * @default {navigator.hardwareConcurrency}
+   */
+  workers?: number;
+  /** Arguments for the module (after it on the command line). */
+  args?: string[];
+  /**
+   * The runtime's own arguments, before the module. Deno needs permissions
+   * and `--unstable-net` for `reusePort`; Bun and Node.js need none.
+   * @default {Deno: ["run", "--allow-net", "--allow-read", "--allow-env", "--unstable-net"]; others: []}
+   */
+  runtimeArgs?: string[];
+  /**
+   * The runtime executable.
+   * @default {the running one (Deno.execPath(), process.execPath)}
+   */
+  execPath?: string;
+  /** Extra environment variables; the launcher's are inherited. */
+  env?: Record<string, string>;
+  /**
+   * Milliseconds to wait before restarting a worker that died, by attempt.
+   * @default {restartDelay}
+   */
+  restartDelay?: (attempt: number) => number;
+  /**
+   * Seconds `stop()` gives the workers to drain before it kills them.
+   * @default {30}
+   */
+  stopTimeout?: number;
+  /**
+   * On SIGTERM or SIGINT, stop the workers and exit the process (a second
+   * signal kills them at once). Off, call `stop()` yourself.
+   * @default {true}
+   */
+  handleSignals?: boolean;
+  /**
+   * Where the workers' stdout and stderr go: the launcher's, or nowhere.
+   * @default {"inherit"}
+   */
+  output?: "inherit" | "ignore";
+  /** Told of every worker exit (before any restart). */
+  onExit?: (worker: number, code: number | null, signal: string | null) => void;
+}
+
+/**
+ * The running workers, as {@linkcode serveWorkers} returns them.
+ *
+ * @example
+ * ```ts
+ * import type { Workers } from "@qtk/tcp-framework/workers";
+ * const report = (workers: Workers) => `${workers.pids.length} up, ${workers.restarts} restarts`;
+ * ```
+ */
+export interface Workers {
+  /** Process ids of the workers running now. */
+  readonly pids: number[];
+  /** Workers restarted so far. */
+  readonly restarts: number;
+  /**
+   * Drains and stops every worker (SIGTERM; SIGKILL after `stopTimeout`) and
+   * stops restarting them. Resolves once all have exited, with true if every
+   * one exited on its own with code 0. Calling it again returns the same.
+   */
+  stop(): Promise<boolean>;
+  /** `stop()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A running worker process, whatever started it. */
+interface Running {
+  readonly pid: number;
+  kill(signal: "SIGTERM" | "SIGKILL"): void;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+}
+
+type Start = (
+  execPath: string,
+  argv: string[],
+  env: Record<string, string>,
+  output: "inherit" | "ignore",
+) => Running;
+
+// Deno's node:child_process reports a child that handled SIGTERM and exited
+// with 0 as killed by SIGTERM; Deno.Command reports what happened.
+function startDeno(
+  execPath: string,
+  argv: string[],
+  env: Record<string, string>,
+  output: "inherit" | "ignore",
+): Running {
+  const child = new Deno.Command(execPath, {
+    args: argv,
+    env,
+    stdin: "null",
+    stdout: output === "inherit" ? "inherit" : "null",
+    stderr: output === "inherit" ? "inherit" : "null",
+  }).spawn();
+  return {
+    pid: child.pid,
+    kill(signal) {
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+    },
+    exited: child.status.then((
+      { code, signal }: { code: number; signal: string | null },
+    ) => signal ? { code: null, signal } : { code, signal: null }),
+  };
+}
+
+async function nodeStarter(): Promise<Start> {
+  // A variable specifier keeps Deno's module graph free of it.
+  const specifier = "node:child_process";
+  const { spawn } = await import(
+    specifier
+  ) as typeof import("node:child_process");
+  return (execPath, argv, env, output) => {
+    const child = spawn(execPath, argv, {
+      stdio: ["ignore", output, output],
+      env: { ...process.env, ...env },
+    });
+    return {
+      pid: child.pid ?? -1,
+      kill(signal) {
+        child.kill(signal);
+      },
+      exited: new Promise((resolve) => {
+        child.once("exit", (code, signal) => resolve({ code, signal }));
+        // A spawn failure (no such executable) comes as "error" only.
+        child.once("error", () => resolve({ code: null, signal: null }));
+      }),
+    };
+  };
+}
+
+interface Slot {
+  child: Running | undefined;
+  startedAt: number;
+  attempts: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  exited: Promise<void>;
+  cleanExit: boolean;
+}
+
+function defaultRuntimeArgs(): string[] {
+  return "Deno" in globalThis
+    ? ["run", "--allow-net", "--allow-read", "--allow-env", "--unstable-net"]
+    : [];
+}
+
+/**
+ * Starts `workers` processes of the server module `module`, restarts any that
+ * dies, and (unless `handleSignals` is false) on SIGTERM or SIGINT drains
+ * them and exits. The module should create its `Server` with
+ * `reusePort: true`, call {@linkcode stopOnSignal}, and may read its number
+ * from the {@linkcode WORKER_ENV} environment variable.
+ *
+ * @param module The server module: a path or a `file:` URL.
+ * @param options How many workers, their arguments, restarts and stopping.
+ * @returns The running workers.
+ * @throws {TypeError | RangeError} If an option is invalid; the message names it.
+ *
+ * @example
+ * ```ts ignore
+ * import { serveWorkers } from "@qtk/tcp-framework/workers";
+ * const workers = serveWorkers("./server.ts", { workers: 2, handleSignals: false });
+ * // ...
+ * await workers.stop();
+ * ```
+ */
+export function serveWorkers(
+  module: string | URL,
+  options: WorkersOptions = {},
+): Workers {
+  const count = checkCount(
+    "workers",
+    options.workers ?? (globalThis.navigator?.hardwareConcurrency || 1),
+  );
+  const stopMs = checkSeconds(
+    "stopTimeout",
+    options.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
+  ) * 1000;
+  const delay = options.restartDelay ?? restartDelay;
+  if (typeof delay !== "function") {
+    throw new TypeError(
+      `Invalid restartDelay ${quote(delay)}: expected a function`,
+    );
+  }
+  let path: string;
+  if (module instanceof URL || /^file:/.test(String(module))) {
+    path = fileURLToPath(module);
+  } else if (typeof module === "string" && module.length > 0) {
+    path = module;
+  } else {
+    throw new TypeError(
+      `Invalid module ${quote(module)}: expected a path or a file: URL`,
+    );
+  }
+  const execPath = options.execPath ?? process.execPath;
+  const argv = [
+    ...(options.runtimeArgs ?? defaultRuntimeArgs()),
+    path,
+    ...(options.args ?? []),
+  ];
+  const output = options.output ?? "inherit";
+
+  let stopping: Promise<boolean> | undefined;
+  let restarts = 0;
+  const slots: Slot[] = [];
+
+  // Deno starts workers at once; elsewhere node:child_process loads first.
+  let starter: Start | undefined = "Deno" in globalThis ? startDeno : undefined;
+  const loaded = starter
+    ? Promise.resolve()
+    : nodeStarter().then((start) => void (starter = start));
+  const launch = (index: number) => {
+    const slot = slots[index];
+    slot.timer = undefined;
+    let done!: () => void;
+    slot.exited = new Promise((resolve) => done = resolve);
+    const run = (start: Start) => {
+      if (stopping) return done();
+      slot.startedAt = performance.now();
+      let child: Running;
+      try {
+        child = start(execPath, argv, {
+          ...options.env,
+          [WORKER_ENV]: String(index),
+        }, output);
+      } catch {
+        // Cannot start at all (no such executable, no permission): a worker
+        // that died at once, restarted with backoff like any other.
+        return exited(null, null);
+      }
+      slot.child = child;
+      child.exited.then(({ code, signal }) => exited(code, signal));
+    };
+    if (starter) run(starter);
+    else loaded.then(() => run(starter!));
+    const exited = (code: number | null, signal: string | null) => {
+      slot.child = undefined;
+      slot.cleanExit = code === 0;
+      try {
+        options.onExit?.(index, code, signal);
+      } catch { /* a listener's failure must not stop the restarts */ }
+      done();
+      if (stopping) return;
+      const lived = performance.now() - slot.startedAt;
+      slot.attempts = lived >= HEALTHY_AFTER * 1000 ? 1 : slot.attempts + 1;
+      restarts++;
+      slot.timer = setTimeout(() => launch(index), delay(slot.attempts));
+    };
+  };
+
+  for (let i = 0; i < count; i++) {
+    slots.push({
+      child: undefined,
+      startedAt: 0,
+      attempts: 0,
+      timer: undefined,
+      exited: Promise.resolve(),
+      cleanExit: false,
+    });
+    launch(i);
+  }
+
+  const signals = ["SIGTERM", "SIGINT"];
+  let onSignal: (() => void) | undefined;
+  const stop = (): Promise<boolean> => {
+    stopping ??= (async () => {
+      for (const slot of slots) {
+        if (slot.timer !== undefined) {
+          // Waiting to be restarted: nothing to wait for.
+          clearTimeout(slot.timer);
+          slot.timer = undefined;
+          slot.exited = Promise.resolve();
+        }
+        slot.child?.kill("SIGTERM");
+      }
+      await loaded;
+      let killTimer: ReturnType<typeof setTimeout> | undefined;
+      const all = Promise.all(slots.map((slot) => slot.exited));
+      const late = new Promise<void>((resolve) => {
+        killTimer = setTimeout(resolve, stopMs);
+      });
+      const clean = await Promise.race([
+        all.then(() => true),
+        late.then(() => false),
+      ]);
+      clearTimeout(killTimer);
+      if (!clean) {
+        for (const slot of slots) slot.child?.kill("SIGKILL");
+        await all;
+      }
+      if (onSignal) {
+        for (const signal of signals) process.off(signal, onSignal);
+      }
+      return clean && slots.every((slot) => slot.cleanExit);
+    })();
+    return stopping;
+  };
+
+  if (options.handleSignals ?? true) {
+    onSignal = () => {
+      if (stopping) {
+        // A second signal: no more waiting.
+        for (const slot of slots) slot.child?.kill("SIGKILL");
+        return;
+      }
+      stop().then((clean) => process.exit(clean ? 0 : 1));
+    };
+    for (const signal of signals) process.on(signal, onSignal);
+  }
+
+  return {
+    get pids() {
+      return slots.flatMap((slot) => slot.child?.pid ?? []);
+    },
+    get restarts() {
+      return restarts;
+    },
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop();
+    },
+  };
+}
+
+/**
+ * The worker's half of {@linkcode serveWorkers}: on the first SIGTERM or
+ * SIGINT, stops `server` (which drains it) and then exits the process with
+ * code 0 (1 if stopping failed). Later signals are ignored while it drains:
+ * the launcher kills a worker that takes longer than its `stopTimeout`.
+ *
+ * @param server The started server (anything with `stop()`).
+ * @returns A function that removes the signal listeners again.
+ *
+ * @example
+ * ```ts ignore
+ * import { Server } from "@qtk/tcp-framework";
+ * import { stopOnSignal } from "@qtk/tcp-framework/workers";
+ * const server = new Server({ port: 8212, reusePort: true });
+ * await server.start();
+ * stopOnSignal(server);
+ * ```
+ */
+export function stopOnSignal(server: { stop(): Promise<void> }): () => void {
+  const signals = ["SIGTERM", "SIGINT"] as const;
+  let stopping = false;
+  const listener = () => {
+    if (stopping) return;
+    stopping = true;
+    server.stop().then(() => exit(0), () => exit(1));
+  };
+  const exit = (code: number): void => {
+    remove();
+    process.exit(code);
+  };
+  const remove = () => {
+    for (const signal of signals) process.off(signal, listener);
+  };
+  for (const signal of signals) process.on(signal, listener);
+  return remove;
+}
