@@ -20,8 +20,8 @@
  * import { stopOnSignal } from "@qtk/tcp-framework/workers";
  * const server = new Server({ host: "0.0.0.0", port: 8212, reusePort: true });
  * server.on("data", (socket, message) => socket.send(message));
+ * stopOnSignal(server); // before start(), so no signal finds it unprepared
  * await server.start();
- * stopOnSignal(server);
  * ```
  *
  * @module
@@ -251,7 +251,8 @@ function defaultRuntimeArgs(): string[] {
  * Starts `workers` processes of the server module `module`, restarts any that
  * dies, and (unless `handleSignals` is false) on SIGTERM or SIGINT drains
  * them and exits. The module should create its `Server` with
- * `reusePort: true`, call {@linkcode stopOnSignal}, and may read its number
+ * `reusePort: true`, call {@linkcode stopOnSignal} (before `start()`, so a
+ * signal that comes right after the port opens is handled), and may read its number
  * from the {@linkcode WORKER_ENV} environment variable.
  *
  * @param module The server module: a path or a `file:` URL.
@@ -431,7 +432,9 @@ export function serveWorkers(
  * code 0 (1 if stopping failed). Later signals are ignored while it drains:
  * the launcher kills a worker that takes longer than its `stopTimeout`.
  *
- * @param server The started server (anything with `stop()`).
+ * @param server The server (anything with `stop()`), started or not: call it
+ *   before `start()`, so a signal that comes as soon as the port is open
+ *   finds the listener in place.
  * @returns A function that removes the signal listeners again.
  *
  * @example
@@ -439,8 +442,8 @@ export function serveWorkers(
  * import { Server } from "@qtk/tcp-framework";
  * import { stopOnSignal } from "@qtk/tcp-framework/workers";
  * const server = new Server({ port: 8212, reusePort: true });
- * await server.start();
  * stopOnSignal(server);
+ * await server.start();
  * ```
  */
 export function stopOnSignal(server: { stop(): Promise<void> }): () => void {

@@ -192,24 +192,28 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     }
     socket.send({ uuid, data: reply ?? data });
   });
+  // Listening for signals before the port opens: a worker of `--workers`
+  // may be told to stop as soon as it is up, and must drain, not die.
+  let stopInterrupts = () => {};
+  const interrupted = new Promise<void>((resolve) => {
+    stopInterrupts = io.onInterrupt(resolve);
+  });
   try {
     await server.start();
   } catch (error) {
+    stopInterrupts();
     throw new CliError(
       ExitCode.CONNECTION,
       `cannot listen on ${host}:${port}: ${oneLine(error)}`,
     );
   }
-  let stopInterrupts = () => {};
   try {
     await io.stdout(
       `listening on ${host}:${server.port} (protocol ${protocol}, ${
         reply ? `fixed reply of ${reply.length} bytes` : "echo"
       })\n`,
     );
-    await new Promise<void>((resolve) => {
-      stopInterrupts = io.onInterrupt(resolve);
-    });
+    await interrupted;
     log("stopping");
   } finally {
     stopInterrupts();

@@ -28,7 +28,7 @@ if (worker === undefined) {
 } else {
   const server = new Server({ host: "0.0.0.0", port: PORT, reusePort: true });
   server.on("data", (socket, { uuid, data }) => socket.send({ uuid, data }));
+  stopOnSignal(server); // before start(): from the first connection on
   await server.start();
-  stopOnSignal(server);
   console.log(`worker ${worker} (pid ${process.pid}) listening on ${PORT}`);
 }
