@@ -229,3 +229,7 @@ async function underHaproxy(name: string, drain: boolean): Promise<void> {
 test("HAProxy (mode tcp, send-proxy-v2, leastconn, PING health check) in front of two servers: requests spread over both, each sees the client's own address", async () => {
   await underHaproxy("spread", false);
 });
+
+test("HAProxy in front of two servers: one drained (SIGTERM: server.stop()) and restarted under load, 0 requests rejected", async () => {
+  await underHaproxy("drain", true);
+});
