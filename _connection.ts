@@ -111,6 +111,11 @@ export class FramedConnection implements ConnectionHandler {
   /** Bytes encoded and not yet handed to the runtime. */
   #queuedBytes = 0;
   #inFlightBytes = 0;
+  /** Bytes accepted by `send` since the start, and handed to the runtime. */
+  #acceptedTotal = 0;
+  #handedTotal = 0;
+  /** While `closed` runs: what was never handed to the runtime. */
+  #unsent: Uint8Array[] | undefined;
   #flushScheduled = false;
   #writing = false;
   #closing = false;
@@ -150,6 +155,46 @@ export class FramedConnection implements ConnectionHandler {
 
   get closed(): boolean {
     return this.#closing || this.#closed;
+  }
+
+  /**
+   * Bytes accepted by `send` since the connection opened: a frame about to be
+   * sent starts at this offset of the connection's outgoing byte stream.
+   */
+  get acceptedBytes(): number {
+    return this.#acceptedTotal;
+  }
+
+  /**
+   * Bytes of the outgoing stream handed to the runtime (taken or being
+   * taken): a frame that starts at or past this offset never left the
+   * process.
+   */
+  get handedBytes(): number {
+    return this.#handedTotal;
+  }
+
+  /**
+   * During the `closed` event only: a copy of the bytes at `offset` (of the
+   * outgoing stream) and on, if none of them was handed to the runtime.
+   */
+  unsentBytes(offset: number, length: number): Uint8Array | undefined {
+    const chunks = this.#unsent;
+    if (chunks === undefined || offset < this.#handedTotal) return undefined;
+    const bytes = new Uint8Array(length);
+    let at = this.#handedTotal;
+    let filled = 0;
+    for (const chunk of chunks) {
+      const end = at + chunk.length;
+      if (end > offset + filled && filled < length) {
+        const from = offset + filled - at;
+        const take = Math.min(chunk.length - from, length - filled);
+        bytes.set(chunk.subarray(from, from + take), filled);
+        filled += take;
+      }
+      at = end;
+    }
+    return filled === length ? bytes : undefined;
   }
 
   /** The last sign of progress: `headerSince` if set, else `lastReceived`. */
@@ -225,6 +270,12 @@ export class FramedConnection implements ConnectionHandler {
     const endedMidFrame = !this.#closing && !error &&
       this.#decoder.pendingBytes > 0;
     this.#closing = this.#closed = true;
+    if (this.#queuedBytes > 0) {
+      this.#unsent = this.#full.map((buffer, i) =>
+        buffer.subarray(0, this.#fullUsed[i])
+      );
+      if (this.#out) this.#unsent.push(this.#out.subarray(0, this.#outUsed));
+    }
     this.#out = undefined;
     this.#outUsed = 0;
     this.#full = [];
@@ -241,7 +292,11 @@ export class FramedConnection implements ConnectionHandler {
     this.#drainWaiters = [];
     for (const waiter of waiters) waiter.reject(new ClosedError());
     for (const resolve of this.#closedWaiters.splice(0)) resolve();
-    this.#events.closed(error);
+    try {
+      this.#events.closed(error);
+    } finally {
+      this.#unsent = undefined;
+    }
   }
 
   /**
@@ -327,6 +382,8 @@ export class FramedConnection implements ConnectionHandler {
       this.#outUsed = this.#spread(payload, start + this.#headerSize);
     }
     this.#sentSinceStamp = true;
+    this.#acceptedTotal += size;
+    this.#handedTotal += size - queued;
     if (queued === 0) return;
     this.#queuedBytes += queued;
     if (!this.#flushScheduled && !this.#writing) {
@@ -496,6 +553,7 @@ export class FramedConnection implements ConnectionHandler {
         this.#outUsed = 0;
       }
       this.#queuedBytes -= used;
+      this.#handedTotal += used;
       this.#inFlightBytes = this.#lastBatch = used;
       let pending: Promise<void> | undefined;
       try {

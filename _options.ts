@@ -104,7 +104,7 @@ export function parseCommonOptions(
   };
 }
 
-function checkHost(name: string, value: unknown): string {
+export function checkHost(name: string, value: unknown): string {
   if (typeof value !== "string" || value.length === 0) {
     throw new TypeError(
       `Invalid ${name} ${quote(value)}: expected a non-empty string`,
@@ -113,7 +113,7 @@ function checkHost(name: string, value: unknown): string {
   return value;
 }
 
-function checkPort(name: string, value: unknown): number {
+export function checkPort(name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value)) {
     throw new TypeError(`Invalid ${name} ${quote(value)}: expected an integer`);
   }
@@ -168,7 +168,7 @@ function checkProtocol(name: string, value: unknown): 2 | 3 {
   return value;
 }
 
-function checkObject(name: string, value: unknown): void {
+export function checkObject(name: string, value: unknown): void {
   if (value === null || typeof value !== "object") {
     throw new TypeError(`Invalid ${name} ${quote(value)}: expected an object`);
   }

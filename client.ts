@@ -39,13 +39,22 @@ import {
 } from "./message.ts";
 import {
   checkCount,
+  checkHost,
+  checkObject,
+  checkPort,
   checkSeconds,
+  type CommonOptions,
   parseCommonOptions,
   toMs,
 } from "./_options.ts";
 import { quote } from "./_quote.ts";
 import { PayloadCopies } from "./_payload_copies.ts";
-import { BufferFullError, ClosedError, TimeoutError } from "./errors.ts";
+import {
+  BufferFullError,
+  ClosedError,
+  ConnectionLostError,
+  TimeoutError,
+} from "./errors.ts";
 import type { ClientTlsOptions, Transport } from "./transport/transport.ts";
 import { checkClientTls } from "./transport/_tls.ts";
 
@@ -92,12 +101,42 @@ export function reconnectDelay(attempt: number): number {
  */
 export interface ClientOptions {
   /**
-   * Host name or IP address of the server.
+   * Host name or IP address of the server (the one-server form; see
+   * `servers` for several).
    * @default {"localhost"}
    */
   host?: string;
-  /** TCP port of the server. */
-  port: number;
+  /** TCP port of the server (the one-server form). */
+  port?: number;
+  /**
+   * Several servers, instead of `host`/`port` (giving both is a
+   * `TypeError`): `"host:port"` strings (`"[::1]:8212"` for IPv6) or
+   * `{ host, port }`. The client keeps `connectionsPerServer` connections to
+   * each, each with its own heartbeat, timeout and reconnect backoff, and
+   * sends each message over one of those connected (see `balance`); a server
+   * that is down holds up no other. With none connected, messages wait in
+   * the one bounded queue. Messages sent over one server arrive in the order
+   * sent; across servers there is no order.
+   */
+  servers?: Array<string | ServerAddress>;
+  /**
+   * Connections kept to each server.
+   * @default {1}
+   */
+  connectionsPerServer?: number;
+  /**
+   * Shuffle `servers` once at start, so that many clients given the same
+   * list do not all favour its first entry.
+   * @default {true}
+   */
+  shuffle?: boolean;
+  /**
+   * How a message picks its connection among those connected:
+   * `"least-pending"` (the one with the fewest requests awaiting replies,
+   * ties taken in turn) or `"round-robin"`.
+   * @default {"least-pending"}
+   */
+  balance?: "least-pending" | "round-robin";
   /**
    * Seconds between PINGs. Fractions allowed.
    * @default {20}
@@ -179,6 +218,14 @@ export interface ClientOptions {
  */
 export interface RequestOptions {
   /**
+   * The request may run twice without harm: if the connection that carried
+   * it is lost before the reply, it is sent again over another connection
+   * (or the next one) instead of rejected with {@linkcode ConnectionLostError}.
+   * Its payload is copied and kept until it settles.
+   * @default {false}
+   */
+  idempotent?: boolean;
+  /**
    * Milliseconds to wait for the reply.
    * @default {the client's requestTimeout}
    */
@@ -194,8 +241,26 @@ export interface RequestOptions {
 }
 
 /**
+ * A server of a client's `servers` list.
+ *
+ * @example
+ * ```ts
+ * import type { ServerAddress } from "@qtk/tcp-framework";
+ * const address: ServerAddress = { host: "10.0.0.2", port: 8212 };
+ * ```
+ */
+export interface ServerAddress {
+  /** Host name or IP address. */
+  host: string;
+  /** TCP port. */
+  port: number;
+}
+
+/**
  * The client's events and their positional arguments, as passed to
- * {@linkcode Client.on}.
+ * {@linkcode Client.on}. `server` names the server concerned as
+ * `"host:port"` (an argument added after those of the Node.js package's
+ * events, so listeners written for it work unchanged).
  *
  * @example
  * ```ts
@@ -204,12 +269,15 @@ export interface RequestOptions {
  * ```
  */
 export interface ClientEvents {
-  /** A connection is open (again). */
-  connected: [];
-  /** The open connection closed. */
-  closed: [];
-  /** Something failed: a connect attempt, the connection, a listener. */
-  exception: [error: unknown];
+  /** A connection to `server` is open (again). */
+  connected: [server: string];
+  /** A connection to `server` closed. */
+  closed: [server: string];
+  /**
+   * Something failed: a connect attempt, a connection, a listener. `server`
+   * is the server concerned, if any.
+   */
+  exception: [error: unknown, server: string | undefined];
   /** A message arrived that is not the reply to a pending `request()`. */
   data: [message: Message];
 }
@@ -222,27 +290,23 @@ export interface ClientEvents {
  * import { Client, type ClientEventDetails } from "@qtk/tcp-framework";
  * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
  * client.addEventListener("exception", (event) => {
- *   const { error }: ClientEventDetails["exception"] = event.detail;
- *   console.log(error);
+ *   const { error, server }: ClientEventDetails["exception"] = event.detail;
+ *   console.log(server, error);
  * });
  * await client.close();
  * ```
  */
 export interface ClientEventDetails {
-  /** No detail. */
-  connected: null;
-  /** No detail. */
-  closed: null;
-  /** The error. */
-  exception: { error: unknown };
+  /** The server, as `"host:port"`. */
+  connected: { server: string };
+  /** The server, as `"host:port"`. */
+  closed: { server: string };
+  /** The error, and the server concerned, if any. */
+  exception: { error: unknown; server: string | undefined };
   /** The message. */
   data: Message;
 }
 
-/**
- * A request waiting for its reply. A class rather than an object of closures:
- * `request()` is called once per message, and each closure is an allocation.
- */
 /**
  * A frame queued while disconnected. A request that settles before the next
  * connection takes its frame back out (`frame` becomes undefined), so what
@@ -254,10 +318,42 @@ interface QueuedFrame {
   readonly size: number;
 }
 
+/** One open connection, with what the client keeps about it. */
+class Conn {
+  /** Requests written on it and not yet settled. */
+  inFlight = 0;
+  /** Its server said `going-away`: nothing more is written on it. */
+  leaving = false;
+  lastPing = performance.now();
+
+  constructor(readonly framed: FramedConnection, readonly link: Link) {}
+}
+
+/**
+ * One of the connections kept to a server: its own connect attempts,
+ * backoff and liveness.
+ */
+class Link {
+  /** The open connection messages may be written on, if any. */
+  conn: Conn | undefined;
+  connecting: Promise<void> | undefined;
+  attemptAbort: AbortController | undefined;
+  attempt = 0;
+  reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly address: ServerAddress, readonly server: string) {}
+}
+
+/**
+ * A request waiting for its reply. A class rather than an object of closures:
+ * `request()` is called once per message, and each closure is an allocation.
+ */
 class PendingRequest implements Deadline {
   heapIndex = -1;
   /** The connection the request was written on, if it has left the queue. */
-  sentOn: FramedConnection | undefined = undefined;
+  sentOn: Conn | undefined = undefined;
+  /** Where its frame starts in that connection's outgoing stream. */
+  offset = 0;
   /** Its frame, while it waits in the disconnected queue. */
   queued: QueuedFrame | undefined = undefined;
   onAbort: (() => void) | undefined = undefined;
@@ -267,6 +363,9 @@ class PendingRequest implements Deadline {
     readonly deadline: number,
     readonly timeout: number,
     readonly signal: AbortSignal | undefined,
+    /** With `idempotent`: a copy of the payload, to send it again. */
+    readonly copy: Uint8Array | undefined,
+    readonly size: number,
     /** Removes the request from the client's map, heap and signal. */
     readonly forget: (request: PendingRequest) => void,
     readonly settled: (data: Uint8Array) => void,
@@ -290,10 +389,50 @@ class PendingRequest implements Deadline {
   }
 }
 
+/** `"host:port"` (`"[v6]:port"`) of an address. */
+function serverName(address: ServerAddress): string {
+  return address.host.includes(":")
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
+}
+
+/** Reads the `servers` option into addresses, checked. */
+function parseServers(value: unknown): ServerAddress[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new TypeError(
+      `Invalid servers ${quote(value)}: expected a non-empty array`,
+    );
+  }
+  return value.map((entry, i) => {
+    const name = `servers[${i}]`;
+    if (typeof entry === "string") {
+      const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(entry);
+      if (!match) {
+        throw new TypeError(
+          `Invalid ${name} ${
+            quote(entry)
+          }: expected "host:port" or "[ipv6]:port"`,
+        );
+      }
+      return {
+        host: match[1] ?? match[2],
+        port: checkPort(name + " port", Number(match[3])),
+      };
+    }
+    checkObject(name, entry);
+    const { host, port } = entry as ServerAddress;
+    return {
+      host: checkHost(name + ".host", host),
+      port: checkPort(name + ".port", port),
+    };
+  });
+}
+
 /**
  * A `@qtk/tcp-framework` client. It connects as soon as it is made, as the
- * Node.js package does. Extends `EventTarget`; also offers `on`/`once`/`off`
- * with the Node.js package's positional listener arguments.
+ * Node.js package does, to one server (`host`/`port`) or to several
+ * (`servers`). Extends `EventTarget`; also offers `on`/`once`/`off` with the
+ * Node.js package's positional listener arguments.
  *
  * @example
  * ```ts
@@ -307,10 +446,12 @@ class PendingRequest implements Deadline {
  * ```
  */
 export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
-  /** The server's host, as configured. */
+  /** The (first) server's host, as configured. */
   readonly host: string;
-  /** The server's port, as configured. */
+  /** The (first) server's port, as configured. */
   readonly port: number;
+  /** Every server, as `"host:port"`, in the order they are tried. */
+  readonly servers: readonly string[];
   readonly #heartbeatMs: number | undefined;
   readonly #timeoutMs: number | undefined;
   readonly #connectTimeoutMs: number | undefined;
@@ -320,6 +461,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #maxQueuedMessages: number;
   readonly #reconnect: ((attempt: number) => number) | undefined;
   readonly #protocol: ProtocolVersion;
+  readonly #roundRobin: boolean;
   readonly #connectionOptions: {
     protocol: ProtocolVersion;
     maxFrameSize: number;
@@ -329,41 +471,49 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #pending = new Map<string, PendingRequest>();
   readonly #deadlines = new DeadlineTimer();
   readonly #forgetRequest = (request: PendingRequest) => this.#forget(request);
-  #connection: FramedConnection | undefined;
-  /**
-   * Connections whose server said `going-away`: nothing more is written on
-   * them; each closes once the replies due on it are in.
-   */
-  readonly #leaving = new Set<FramedConnection>();
-  /** Requests written on each connection and not yet settled. */
-  readonly #inFlight = new Map<FramedConnection, number>();
-  #connecting: Promise<void> | undefined;
-  #attemptAbort: AbortController | undefined;
+  readonly #links: Link[] = [];
+  /** Links with a connection messages may be written on. */
+  #ready: Link[] = [];
+  /** Where the next pick starts, so ties (and round robin) take turns. */
+  #turn = 0;
+  /** Every open connection, including those told to go away. */
+  readonly #conns = new Set<Conn>();
   readonly #tls: ClientTlsOptions | undefined;
   #queue: QueuedFrame[] = [];
   /** Entries of `#queue` still holding a frame. */
   #queuedMessages = 0;
   readonly #queueCopies = new PayloadCopies();
   #queuedBytes = 0;
-  #attempt = 0;
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #tickTimer: ReturnType<typeof setInterval> | undefined;
-  #lastPing = 0;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
 
   /**
    * Makes the client and starts connecting.
    *
-   * @param options Where to connect and how to keep the connection alive.
+   * @param options Where to connect and how to keep the connections alive.
    * @throws {TypeError | RangeError} If an option is invalid; the message names it.
    */
   constructor(options: ClientOptions) {
     super({
       detail: clientDetail,
-      listenerFailed: (_type, _args, error) => this[emit]("exception", error),
+      listenerFailed: (_type, _args, error) =>
+        this[emit]("exception", error, undefined),
     });
-    const common = parseCommonOptions(options);
+    checkObject("options", options);
+    let addresses: ServerAddress[] | undefined;
+    if (options.servers !== undefined) {
+      if (options.host !== undefined || options.port !== undefined) {
+        throw new TypeError(
+          "Invalid options: give either host and port (one server) or servers, not both",
+        );
+      }
+      addresses = parseServers(options.servers);
+    }
+    const common = parseCommonOptions(
+      addresses ? { ...options, ...addresses[0] } : options as CommonOptions,
+    );
+    addresses ??= [{ host: common.host, port: common.port }];
     this.host = common.host;
     this.port = common.port;
     this.#heartbeatMs = common.heartbeatMs;
@@ -393,13 +543,44 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         }: expected a boolean or a function`,
       );
     }
+    const perServer = checkCount(
+      "connectionsPerServer",
+      options.connectionsPerServer ?? 1,
+    );
+    const shuffle = options.shuffle ?? true;
+    if (typeof shuffle !== "boolean") {
+      throw new TypeError(
+        `Invalid shuffle ${quote(shuffle)}: expected a boolean`,
+      );
+    }
+    const balance = options.balance ?? "least-pending";
+    if (balance !== "least-pending" && balance !== "round-robin") {
+      throw new TypeError(
+        `Invalid balance ${
+          quote(balance)
+        }: expected "least-pending" or "round-robin"`,
+      );
+    }
+    this.#roundRobin = balance === "round-robin";
     this.#tls = checkClientTls("tls", options.tls);
     this.#transport = common.transport;
-    this.#connect();
+    if (shuffle) {
+      for (let i = addresses.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [addresses[i], addresses[j]] = [addresses[j], addresses[i]];
+      }
+    }
+    this.servers = addresses.map(serverName);
+    for (let n = 0; n < perServer; n++) {
+      for (const [i, address] of addresses.entries()) {
+        this.#links.push(new Link(address, this.servers[i]));
+      }
+    }
+    for (const link of this.#links) this.#connect(link);
   }
 
   /**
-   * True while a connection is open.
+   * True while some connection is open that messages may be written on.
    *
    * @example
    * ```ts
@@ -410,7 +591,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   get connected(): boolean {
-    return this.#connection !== undefined && !this.#connection.closed;
+    return this.#ready.length > 0;
   }
 
   /**
@@ -430,7 +611,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 
   /**
    * Bytes accepted by `send` and not yet written: queued while disconnected,
-   * or waiting for the socket.
+   * or waiting for a socket.
    *
    * @example
    * ```ts
@@ -441,15 +622,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   get bufferedAmount(): number {
-    return this.#queuedBytes + (this.#connection?.bufferedAmount ?? 0);
+    let bytes = this.#queuedBytes;
+    for (const conn of this.#conns) bytes += conn.framed.bufferedAmount;
+    return bytes;
   }
 
   /**
-   * Sends a message: at once when connected, otherwise queued until the next
-   * connection, in order. The payload is copied or written before `send`
-   * returns, so the caller may reuse it at once; with `{ transfer: true }`
-   * its memory is taken instead, without a copy, and the caller's buffer is
-   * detached once `send` accepts the message (see {@linkcode SendOptions}).
+   * Sends a message over one connected server (see `balance`), or, with
+   * none connected, queues it for the next connection, in order. The payload
+   * is copied or written before `send` returns, so the caller may reuse it at
+   * once; with `{ transfer: true }` its memory is taken instead, without a
+   * copy, and the caller's buffer is detached once `send` accepts the message
+   * (see {@linkcode SendOptions}).
    *
    * @param message A 36-character ASCII uuid and the payload.
    * @param options `{ transfer: true }` to hand the payload's memory over.
@@ -469,16 +653,16 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    */
   send(message: Message, options?: SendOptions): void {
     const transfer = options === undefined ? false : wantsTransfer(options);
-    const connection = this.#connection;
+    const link = this.#ready.length > 0 ? this.#pick() : undefined;
     if (
-      connection !== undefined && !connection.closed && !this.#closing &&
+      link !== undefined && !this.#closing &&
       hasMessageShape(message, this.#protocol)
     ) {
       // Connected: the uuid's characters are checked as they are encoded.
-      connection.sendData(message.uuid, message.data, transfer);
+      link.conn!.framed.sendData(message.uuid, message.data, transfer);
       return;
     }
-    this.#send(toDataFrame(message, this.#protocol), transfer);
+    this.#send(toDataFrame(message, this.#protocol), link, transfer);
   }
 
   /**
@@ -488,12 +672,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * `transfer: true` takes its memory and detaches the caller's buffer.
    *
    * @param data The request payload.
-   * @param options Time limit (ms) and abort signal.
+   * @param options Time limit (ms), abort signal, and whether it may be sent
+   *   twice.
    * @returns The payload of the reply.
    * @throws {TypeError} If `data` is not a `Uint8Array`.
    * @throws {TimeoutError} If no reply arrives in time.
-   * @throws {ClosedError} If the client closes, or the connection that carried
-   *   the request closes, before the reply.
+   * @throws {ConnectionLostError} If the connection that carried the request
+   *   is lost before the reply (not with `idempotent`; its `written` says
+   *   whether the request may have run).
+   * @throws {ClosedError} If the client closes before the reply.
    * @throws {BufferFullError} If the request cannot be queued.
    *
    * @example
@@ -538,23 +725,19 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         performance.now() + timeout,
         timeout,
         signal,
+        options.idempotent === true ? data.slice() : undefined,
+        data.length + headerSize(this.#protocol),
         this.#forgetRequest,
         resolve,
         reject,
       );
       try {
-        request.queued = this.#send(
-          { sign: SIGN_DATA, uuid, payload: data },
-          transfer,
-        );
+        this.#dispatch(request, data, transfer);
       } catch (error) {
         reject(error);
         return;
       }
       this.#pending.set(uuid, request);
-      // A queued frame waits for the next connection, so the close of the
-      // current one (if closing) must not reject it.
-      if (request.queued === undefined) this.#wrote(request, this.#connection!);
       if (Number.isFinite(timeout)) this.#deadlines.add(request);
       if (signal) {
         request.onAbort = () => request.reject(signal.reason);
@@ -583,7 +766,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       return Promise.reject(new ClosedError("Client is closed"));
     }
     if (this.#queuedMessages === 0) {
-      return this.#connection?.drained() ?? Promise.resolve();
+      return Promise.all(
+        Array.from(this.#conns, (conn) => conn.framed.drained()),
+      ).then(() => {});
     }
     return new Promise((resolve, reject) =>
       this.#drainWaiters.push({ resolve, reject })
@@ -592,11 +777,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 
   /**
    * Closes the client for good: no more reconnects, pending requests reject
-   * with `ClosedError`, queued messages are dropped, and what is buffered on an
-   * open connection gets the grace period to go out. Leaves no timer or socket
-   * behind. Calling it again returns the same promise.
+   * with `ClosedError`, queued messages are dropped, and what is buffered on
+   * open connections gets the grace period to go out. Leaves no timer or
+   * socket behind. Calling it again returns the same promise.
    *
-   * @returns Resolves once the connection is closed.
+   * @returns Resolves once every connection is closed.
    *
    * @example
    * ```ts
@@ -624,8 +809,6 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   }
 
   async #close(): Promise<void> {
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
     this.#deadlines.clear();
     const closed = new ClosedError("Client is closed");
     // Before the requests: the last queued one leaving would resolve them.
@@ -634,27 +817,82 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       request.reject(closed);
     }
     this.#emptyQueue();
-    this.#attemptAbort?.abort(closed);
-    await this.#connecting;
-    const connections = [...this.#leaving];
-    if (this.#connection) connections.push(this.#connection);
-    if (connections.length === 0) return;
+    for (const link of this.#links) {
+      clearTimeout(link.reconnectTimer);
+      link.reconnectTimer = undefined;
+      link.attemptAbort?.abort(closed);
+    }
+    await Promise.all(this.#links.map((link) => link.connecting));
+    clearInterval(this.#tickTimer);
+    this.#tickTimer = undefined;
+    if (this.#conns.size === 0) return;
     const grace = gracePeriod(this.#graceMs);
     try {
-      await Promise.all(connections.map((c) => c.close(grace.over)));
+      await Promise.all(
+        Array.from(this.#conns, (conn) => conn.framed.close(grace.over)),
+      );
     } finally {
       grace.end();
     }
   }
 
-  /** Writes `frame`, or queues it and returns its place in the queue. */
-  #send(frame: Frame, transfer = false): QueuedFrame | undefined {
+  /**
+   * The link a message goes to: among those connected, the one with the
+   * fewest requests in flight (ties in turn), or the next in turn. The caller
+   * has checked that one is connected.
+   */
+  #pick(): Link | undefined {
+    const ready = this.#ready;
+    // A connection closing (a protocol error, a failed write, a timeout)
+    // takes nothing more; it is reported lost a few turns later.
+    for (let i = ready.length - 1; i >= 0; i--) {
+      if (ready[i].conn!.framed.closed) this.#unready(ready[i]);
+    }
+    const count = ready.length;
+    if (count <= 1) return ready[0];
+    const start = this.#turn++ % count;
+    if (this.#turn >= count) this.#turn = 0;
+    if (this.#roundRobin) return ready[start];
+    let best = ready[start];
+    let least = best.conn!.inFlight;
+    for (let i = 1; i < count && least > 0; i++) {
+      const link = ready[(start + i) % count];
+      if (link.conn!.inFlight < least) {
+        best = link;
+        least = link.conn!.inFlight;
+      }
+    }
+    return best;
+  }
+
+  /** Writes a request on a connected link, or queues it. */
+  #dispatch(
+    request: PendingRequest,
+    payload: Uint8Array,
+    transfer = false,
+  ): void {
+    const link = this.#ready.length > 0 ? this.#pick() : undefined;
+    const conn = link?.conn;
+    const offset = conn?.framed.acceptedBytes ?? 0;
+    request.queued = this.#send(
+      { sign: SIGN_DATA, uuid: request.uuid, payload },
+      link,
+      transfer,
+    );
+    if (conn !== undefined) this.#wrote(request, conn, offset);
+  }
+
+  /** Writes `frame` on `link`, or queues it and returns its place in the queue. */
+  #send(
+    frame: Frame,
+    link: Link | undefined,
+    transfer = false,
+  ): QueuedFrame | undefined {
     if (this.#closing) {
       throw new ClosedError("Cannot send: the client is closed");
     }
-    const connection = this.#connection;
-    if (connection && !connection.closed) {
-      connection.send(frame, transfer);
+    if (link !== undefined) {
+      link.conn!.framed.send(frame, transfer);
       return undefined;
     }
     const size = frame.payload.length + headerSize(this.#protocol);
@@ -688,22 +926,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     return queued;
   }
 
-  /** Notes that `request` went out on `connection`. */
-  #wrote(request: PendingRequest, connection: FramedConnection): void {
-    request.sentOn = connection;
-    this.#inFlight.set(connection, (this.#inFlight.get(connection) ?? 0) + 1);
+  /** Notes that `request` went out on `conn`, starting at `offset`. */
+  #wrote(request: PendingRequest, conn: Conn, offset: number): void {
+    request.sentOn = conn;
+    request.offset = offset;
+    conn.inFlight++;
   }
 
   #forget(request: PendingRequest): void {
-    const connection = request.sentOn;
-    if (connection !== undefined) {
+    const conn = request.sentOn;
+    if (conn !== undefined) {
       request.sentOn = undefined;
-      const left = this.#inFlight.get(connection)! - 1;
-      if (left > 0) this.#inFlight.set(connection, left);
-      else {
-        this.#inFlight.delete(connection);
-        if (this.#leaving.has(connection)) this.#leave(connection);
-      }
+      if (--conn.inFlight === 0 && conn.leaving) this.#leave(conn);
     }
     this.#pending.delete(request.uuid);
     this.#deadlines.remove(request);
@@ -731,33 +965,38 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#queuedBytes = 0;
   }
 
-  #connect(): void {
-    this.#reconnectTimer = undefined;
-    let connection: FramedConnection | undefined;
-    const attempt = this.#attemptAbort = new AbortController();
+  #connect(link: Link): void {
+    link.reconnectTimer = undefined;
+    let framed: FramedConnection | undefined;
+    let conn: Conn | undefined;
+    const attempt = link.attemptAbort = new AbortController();
     const limitMs = this.#connectTimeoutMs;
     const timer = limitMs === undefined ? undefined : setTimeout(
       () =>
         attempt.abort(
           new TimeoutError(
-            `No connection to ${this.host}:${this.port} within ${limitMs} ms`,
+            `No connection to ${link.server} within ${limitMs} ms`,
             limitMs,
           ),
         ),
       limitMs,
     );
     const connecting = this.#transport.connect(
-      { hostname: this.host, port: this.port },
-      (transport) =>
-        connection = new FramedConnection(
+      { hostname: link.address.host, port: link.address.port },
+      (transport) => {
+        framed = new FramedConnection(
           transport,
           this.#connectionOptions,
           {
-            frame: (frame) => this.#receive(frame, connection!),
-            protocolError: (error) => this[emit]("exception", error),
-            closed: (error) => this.#lost(connection!, error),
+            frame: (frame) => this.#receive(frame, conn),
+            protocolError: (error) =>
+              this[emit]("exception", error, link.server),
+            closed: (error) => conn && this.#lost(conn, error),
           },
-        ),
+        );
+        conn = new Conn(framed, link);
+        return framed;
+      },
       { tls: this.#tls, signal: attempt.signal },
     );
     // The attempt is over when the transport settles or the signal aborts,
@@ -774,144 +1013,184 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       (late) => attempt.signal.aborted && late.close(),
       () => {},
     );
-    this.#connecting = Promise.race([connecting, abandoned]).then(
-      () => this.#opened(connection!),
+    link.connecting = Promise.race([connecting, abandoned]).then(
+      () => this.#opened(conn!),
       (error) => {
         if (this.#closing) return;
-        this[emit]("exception", error);
-        this.#scheduleReconnect();
+        this[emit]("exception", error, link.server);
+        this.#scheduleReconnect(link);
       },
     ).finally(() => {
       clearTimeout(timer);
-      this.#attemptAbort = undefined;
-      this.#connecting = undefined;
+      link.attemptAbort = undefined;
+      link.connecting = undefined;
     });
   }
 
-  #opened(connection: FramedConnection): void {
-    if (this.#closing || connection.closed) {
-      connection.close();
-      if (!this.#closing) this.#scheduleReconnect();
+  #opened(conn: Conn): void {
+    const link = conn.link;
+    const framed = conn.framed;
+    if (this.#closing || framed.closed) {
+      framed.close();
+      if (!this.#closing) this.#scheduleReconnect(link);
       return;
     }
-    this.#connection = connection;
-    this.#attempt = 0;
+    link.conn = conn;
+    link.attempt = 0;
+    this.#conns.add(conn);
+    this.#ready.push(link);
     // First, before anything queued: the server answers it if it can tell
     // this client to go away (a 3.x server echoes it).
-    connection.send(controlFrame("hello", this.#protocol));
+    framed.send(controlFrame("hello", this.#protocol));
     const queue = this.#queue;
     this.#emptyQueue();
     for (const queued of queue) {
       const frame = queued.frame;
       if (frame === undefined) continue;
       queued.frame = undefined;
-      connection.send(frame);
       const request = this.#pending.get(frame.uuid);
+      const offset = framed.acceptedBytes;
+      framed.send(frame);
       if (request) {
-        this.#wrote(request, connection);
+        this.#wrote(request, conn, offset);
         request.queued = undefined;
       }
     }
     if (this.#drainWaiters.length > 0) {
       const waiters = this.#drainWaiters.splice(0);
-      connection.drained().then(
+      framed.drained().then(
         () => waiters.forEach((waiter) => waiter.resolve()),
         (error) => waiters.forEach((waiter) => waiter.reject(error)),
       );
     }
-    this.#lastPing = performance.now();
-    if (this.#tickMs !== undefined) {
+    conn.lastPing = performance.now();
+    if (this.#tickMs !== undefined && this.#tickTimer === undefined) {
       this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
     }
-    this[emit]("connected");
+    this[emit]("connected", link.server);
   }
 
-  #lost(connection: FramedConnection, error: unknown): void {
-    if (this.#leaving.delete(connection)) {
-      this.#rejectSentOn(connection, error);
-      if (error !== undefined) this[emit]("exception", error);
-      this[emit]("closed");
-      return;
+  /** Takes a link out of those messages may be written on. */
+  #unready(link: Link): void {
+    link.conn = undefined;
+    const at = this.#ready.indexOf(link);
+    if (at >= 0) this.#ready.splice(at, 1);
+  }
+
+  #lost(conn: Conn, error: unknown): void {
+    if (!this.#conns.delete(conn)) return;
+    const link = conn.link;
+    if (link.conn === conn) this.#unready(link);
+    if (this.#conns.size === 0) {
+      clearInterval(this.#tickTimer);
+      this.#tickTimer = undefined;
     }
-    if (this.#connection !== connection) return;
-    this.#connection = undefined;
-    clearInterval(this.#tickTimer);
-    this.#tickTimer = undefined;
-    this.#rejectSentOn(connection, error);
+    if (conn.inFlight > 0) this.#failover(conn, error);
     // No request left to time out: no timer either.
     if (this.#pending.size === 0) this.#deadlines.clear();
-    if (error !== undefined) this[emit]("exception", error);
-    this[emit]("closed");
-    if (!this.#closing) this.#scheduleReconnect();
+    if (error !== undefined) this[emit]("exception", error, link.server);
+    this[emit]("closed", link.server);
+    // One told to go away has its successor under way already.
+    if (!conn.leaving && !this.#closing) this.#scheduleReconnect(link);
   }
 
-  #rejectSentOn(connection: FramedConnection, error: unknown): void {
-    if (!this.#inFlight.has(connection)) return;
+  /**
+   * The requests in flight on a lost connection: those that never left this
+   * process, and those that may run twice, go out again (over another
+   * connection, or the next one); the others reject, saying they were
+   * written.
+   */
+  #failover(conn: Conn, error: unknown): void {
+    const framed = conn.framed;
+    const handed = framed.handedBytes;
+    const headerBytes = headerSize(this.#protocol);
     for (const request of Array.from(this.#pending.values())) {
-      if (request.sentOn === connection) {
-        request.reject(
-          new ClosedError("Connection closed before the reply arrived", {
-            cause: error,
-          }),
-        );
+      if (request.sentOn !== conn) continue;
+      const written = request.offset < handed;
+      const payload = written ? request.copy : (request.copy ??
+        framed.unsentBytes(
+          request.offset + headerBytes,
+          request.size - headerBytes,
+        ));
+      if (payload !== undefined && !this.#closing) {
+        request.sentOn = undefined;
+        conn.inFlight--;
+        try {
+          this.#dispatch(request, payload);
+          continue;
+        } catch (failure) {
+          request.reject(failure);
+          continue;
+        }
       }
+      request.reject(
+        new ConnectionLostError(
+          `Connection to ${conn.link.server} lost before the reply arrived`,
+          written,
+          conn.link.server,
+          { cause: error },
+        ),
+      );
     }
   }
 
   /**
    * The server said `going-away`: write nothing more on this connection but
    * `done-writing` (so the server knows it has read everything), send from
-   * now on over a new connection, and close this one once its replies are in.
+   * now on over another (with one server, a new one), and close this one
+   * once its replies are in.
    */
-  #goAway(connection: FramedConnection): void {
-    if (connection.closed || this.#leaving.has(connection)) return;
-    this.#leaving.add(connection);
+  #goAway(conn: Conn): void {
+    if (conn.framed.closed || conn.leaving) return;
+    conn.leaving = true;
     try {
-      connection.send(controlFrame("done-writing", this.#protocol));
+      conn.framed.send(controlFrame("done-writing", this.#protocol));
     } catch { /* full: the server closes it at the end of its grace period */ }
-    if (this.#connection === connection) {
-      this.#connection = undefined;
-      clearInterval(this.#tickTimer);
-      this.#tickTimer = undefined;
+    const link = conn.link;
+    if (link.conn === conn) {
+      this.#unready(link);
       // Without reconnect, what is sent from now on waits in the queue.
       if (!this.#closing && this.#reconnect) {
-        this.#attempt = 0;
-        this.#connect();
+        link.attempt = 0;
+        this.#connect(link);
       }
     }
-    if (!this.#inFlight.has(connection)) this.#leave(connection);
+    if (conn.inFlight === 0) this.#leave(conn);
   }
 
   /** Closes a connection that was told to go away, once nothing is due on it. */
-  #leave(connection: FramedConnection): void {
+  #leave(conn: Conn): void {
     const grace = gracePeriod(this.#graceMs);
-    connection.close(grace.over).finally(grace.end);
+    conn.framed.close(grace.over).finally(grace.end);
   }
 
-  #scheduleReconnect(): void {
-    if (!this.#reconnect || this.#closing || this.#reconnectTimer) return;
-    this.#attempt++;
+  #scheduleReconnect(link: Link): void {
+    if (!this.#reconnect || this.#closing || link.reconnectTimer) return;
+    link.attempt++;
     let delay: number;
     try {
-      delay = this.#reconnect(this.#attempt);
+      delay = this.#reconnect(link.attempt);
     } catch (error) {
-      this[emit]("exception", error);
+      this[emit]("exception", error, link.server);
       delay = NaN;
     }
     // A bad delay from the caller's function must not become a reconnect
     // storm (setTimeout would read NaN as 0): fall back to the default.
     if (typeof delay !== "number" || !(delay >= 0) || delay === Infinity) {
-      delay = reconnectDelay(this.#attempt);
+      delay = reconnectDelay(link.attempt);
     }
-    this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
+    link.reconnectTimer = setTimeout(() => this.#connect(link), delay);
   }
 
-  #receive(frame: Frame, connection: FramedConnection): void {
+  #receive(frame: Frame, conn: Conn | undefined): void {
     // The client never answers a PING: if both sides echoed, one PING
     // would bounce forever.
     if (frame.sign !== SIGN_DATA) {
-      if (controlKind(frame.uuid, this.#protocol) === "going-away") {
-        this.#goAway(connection);
+      if (
+        conn !== undefined &&
+        controlKind(frame.uuid, this.#protocol) === "going-away"
+      ) {
+        this.#goAway(conn);
       }
       return;
     }
@@ -928,44 +1207,53 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   }
 
   #tick(): void {
-    const connection = this.#connection;
-    if (!connection || connection.closed) return;
     const now = performance.now();
-    connection.stamp(now);
-    if (now - connection.lastProgress >= (this.#timeoutMs ?? Infinity)) {
-      this[emit](
-        "exception",
-        new TimeoutError(
-          `${
-            connection.headerSince === undefined
-              ? "Connection silent"
-              : "Frame header incomplete"
-          } for over ${this.#timeoutMs} ms`,
-          this.#timeoutMs!,
-        ),
-      );
-      connection.close();
-      return;
-    }
-    if (now - this.#lastPing >= (this.#heartbeatMs ?? Infinity)) {
-      this.#lastPing = now;
-      try {
-        connection.send({
-          sign: SIGN_PING,
-          uuid: this.#protocol === 3
-            ? crypto.randomUUID()
-            : crypto.randomUUID().replaceAll("-", ""),
-          payload: new Uint8Array(0),
-        });
-      } catch { /* a full buffer: the connection is busy, not idle */ }
+    const timeoutMs = this.#timeoutMs ?? Infinity;
+    const heartbeatMs = this.#heartbeatMs ?? Infinity;
+    for (const conn of this.#conns) {
+      const framed = conn.framed;
+      if (framed.closed) continue;
+      framed.stamp(now);
+      if (now - framed.lastProgress >= timeoutMs) {
+        this[emit](
+          "exception",
+          new TimeoutError(
+            `${
+              framed.headerSince === undefined
+                ? "Connection silent"
+                : "Frame header incomplete"
+            } for over ${timeoutMs} ms`,
+            timeoutMs,
+          ),
+          conn.link.server,
+        );
+        framed.close();
+        continue;
+      }
+      // Nothing more, not even a PING, after done-writing.
+      if (!conn.leaving && now - conn.lastPing >= heartbeatMs) {
+        conn.lastPing = now;
+        try {
+          framed.send({
+            sign: SIGN_PING,
+            uuid: this.#protocol === 3
+              ? crypto.randomUUID()
+              : crypto.randomUUID().replaceAll("-", ""),
+            payload: new Uint8Array(0),
+          });
+        } catch { /* a full buffer: the connection is busy, not idle */ }
+      }
     }
   }
 }
 
 function clientDetail(type: keyof ClientEvents, args: unknown[]): unknown {
   switch (type) {
+    case "connected":
+    case "closed":
+      return { server: args[0] };
     case "exception":
-      return { error: args[0] };
+      return { error: args[0], server: args[1] };
     case "data":
       return args[0];
     default:

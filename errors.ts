@@ -98,6 +98,50 @@ export class ClosedError extends Error {
 }
 
 /**
+ * The connection that carried a request was lost before its reply came (the
+ * server died, or the network failed): a {@linkcode ClosedError} that says
+ * whether the request may have run. `written` is false when none of its
+ * bytes had left this process (they were still in its write buffer): the
+ * server cannot have seen it, and retrying it is safe. `written` true means
+ * it was handed to the operating system and may have run. (Requests made
+ * with `idempotent: true` are sent again instead, and requests that were
+ * never written go to another connection: those never reject with it.)
+ *
+ * @example
+ * ```ts
+ * import { ClosedError, ConnectionLostError } from "@qtk/tcp-framework";
+ * const error = new ConnectionLostError("Connection to 10.0.0.1:8212 lost", true, "10.0.0.1:8212");
+ * console.assert(error instanceof ClosedError && error.written);
+ * ```
+ */
+export class ConnectionLostError extends ClosedError {
+  /** Whether the request was handed to the operating system (it may have run). */
+  readonly written: boolean;
+  /** The server it was sent to, as `"host:port"`. */
+  readonly server: string;
+
+  /**
+   * Creates the instance.
+   *
+   * @param message What was lost.
+   * @param written Whether the request had left this process.
+   * @param server The server, as `"host:port"`.
+   * @param options Standard error options (`cause`).
+   */
+  constructor(
+    message: string,
+    written: boolean,
+    server: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "ConnectionLostError";
+    this.written = written;
+    this.server = server;
+  }
+}
+
+/**
  * A request got no reply in time, or a connection was silent for longer than
  * its `timeout`.
  *

@@ -35,6 +35,7 @@ export {
   DEFAULT_REQUEST_TIMEOUT,
   reconnectDelay,
   type RequestOptions,
+  type ServerAddress,
 } from "./client.ts";
 export {
   DEFAULT_GRACE_PERIOD,
@@ -86,6 +87,7 @@ export {
 export {
   BufferFullError,
   ClosedError,
+  ConnectionLostError,
   FrameTooLargeError,
   ProtocolError,
   ProxyProtocolError,

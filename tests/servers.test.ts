@@ -1,0 +1,286 @@
+// A client over several servers: options, balancing, events naming the
+// server, a server down holding up nobody, and failover when a connection is
+// lost (ConnectionLostError with `written`, idempotent requests sent again).
+
+import assert from "node:assert/strict";
+import { test } from "./_harness.ts";
+import { HOST, next, sleep, until } from "./_helpers.ts";
+import {
+  Client,
+  ConnectionLostError,
+  FrameDecoder,
+  Server,
+  SIGN_DATA,
+} from "../mod.ts";
+import {
+  runtimeTransport,
+  type Transport,
+  type TransportConnection,
+} from "../transport/mod.ts";
+
+async function echoServers(count: number, seen: string[][] = []) {
+  const servers: Server[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = new Server({ host: HOST, port: 0 });
+    seen[i] = [];
+    server.on("data", (socket, message) => {
+      seen[i].push(message.uuid);
+      socket.send(message);
+    });
+    await server.start();
+    servers.push(server);
+  }
+  return servers;
+}
+
+test("servers: options are checked; host/port and servers together is a TypeError", async () => {
+  assert.throws(
+    () => new Client({ host: HOST, port: 1, servers: ["127.0.0.1:1"] }),
+    /either host and port/,
+  );
+  assert.throws(() => new Client({ servers: [] }), /Invalid servers/);
+  assert.throws(() => new Client({ servers: ["nocolon"] }), /servers\[0\]/);
+  assert.throws(() => new Client({ servers: ["h:99999"] }), RangeError);
+  assert.throws(
+    () => new Client({ servers: [{ host: "", port: 1 }] }),
+    /servers\[0\]\.host/,
+  );
+  assert.throws(
+    () => new Client({ servers: ["a:1"], balance: "random" as never }),
+    /Invalid balance "random"/,
+  );
+  assert.throws(
+    () => new Client({ servers: ["a:1"], connectionsPerServer: 0 }),
+    /connectionsPerServer/,
+  );
+  const client = new Client({
+    servers: ["127.0.0.1:1", { host: "::1", port: 2 }, "[::1]:3"],
+    shuffle: false,
+    reconnect: false,
+  });
+  client.on("exception", () => {});
+  assert.deepEqual(client.servers, ["127.0.0.1:1", "[::1]:2", "[::1]:3"]);
+  assert.equal(client.host, "127.0.0.1");
+  assert.equal(client.port, 1);
+  await client.close();
+});
+
+test("servers: requests spread over every server (least pending, round robin); events name the server", async () => {
+  for (const balance of ["least-pending", "round-robin"] as const) {
+    const seen: string[][] = [];
+    const servers = await echoServers(3, seen);
+    const names = servers.map((s) => `${HOST}:${s.port}`);
+    const client = new Client({ servers: names, balance });
+    const connected = new Set<string>();
+    const details = new Set<string>();
+    client.on("connected", (server) => connected.add(server));
+    client.addEventListener(
+      "connected",
+      (event) => details.add(event.detail.server),
+    );
+    try {
+      await until(() => connected.size === 3, 5000, "3 connections");
+      assert.deepEqual([...connected].sort(), [...names].sort());
+      assert.deepEqual([...details].sort(), [...names].sort());
+      const replies = await Promise.all(
+        Array.from(
+          { length: 300 },
+          (_, i) => client.request(new Uint8Array([i & 0xff])),
+        ),
+      );
+      assert.equal(replies.length, 300);
+      const counts = seen.map((uuids) => uuids.length);
+      if (balance === "round-robin") assert.deepEqual(counts, [100, 100, 100]);
+      else for (const count of counts) assert.ok(count >= 50, `${counts}`);
+    } finally {
+      await client.close();
+      for (const server of servers) await server.stop();
+    }
+  }
+});
+
+test("servers: one down holds up none of the others; its failures name it", async () => {
+  const [server] = await echoServers(1);
+  // A port nothing listens on: take one and free it.
+  const probe = new Server({ host: HOST, port: 0 });
+  await probe.start();
+  const deadPort = probe.port;
+  await probe.stop();
+  const dead = `${HOST}:${deadPort}`;
+  const client = new Client({
+    servers: [dead, `${HOST}:${server.port}`],
+    reconnect: () => 20,
+  });
+  const failedOn = new Set<string | undefined>();
+  client.on("exception", (_error, name) => failedOn.add(name));
+  try {
+    await next(client, "connected");
+    for (let i = 0; i < 50; i++) {
+      await client.request(new Uint8Array([i]), { timeout: 2000 });
+    }
+    await until(() => failedOn.has(dead), 3000, "a failure on the dead one");
+    assert.deepEqual([...failedOn], [dead]);
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+});
+
+/**
+ * A server that reads requests and never answers, so they stay in flight;
+ * `cut()` ends every connection at once, as a dead process would.
+ */
+async function blackHole() {
+  const open = new Set<TransportConnection>();
+  let requests = 0;
+  const listener = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    (connection) => {
+      open.add(connection);
+      const decoder = new FrameDecoder();
+      return {
+        received: (chunk) =>
+          decoder.push(chunk, (frame) => {
+            if (frame.sign === SIGN_DATA) requests++;
+          }),
+        ended: () => open.delete(connection),
+      };
+    },
+  );
+  return {
+    port: listener.addr.port,
+    get requests() {
+      return requests;
+    },
+    cut() {
+      for (const connection of open) connection.close();
+    },
+    async close() {
+      await listener.close();
+      for (const connection of open) connection.close();
+      await until(() => open.size === 0, 2000, "black hole closed");
+    },
+  };
+}
+
+test("failover: requests written to a lost server reject with written: true; idempotent ones are answered by another", async () => {
+  const [good] = await echoServers(1);
+  const hole = await blackHole();
+  const holeName = `${HOST}:${hole.port}`;
+  const client = new Client({
+    servers: [holeName, `${HOST}:${good.port}`],
+    balance: "round-robin",
+    reconnect: () => 50,
+  });
+  client.on("exception", () => {});
+  const connected = new Set<string>();
+  client.on("connected", (server) => connected.add(server));
+  try {
+    await until(() => connected.size === 2, 5000, "both connected");
+    const plain = Array.from(
+      { length: 20 },
+      (_, i) =>
+        client.request(new Uint8Array([i]), { timeout: 5000 }).then(
+          () => "answered",
+          (error) => error,
+        ),
+    );
+    const idempotent = Array.from(
+      { length: 20 },
+      (_, i) =>
+        client.request(new Uint8Array([i]), { timeout: 5000, idempotent: true })
+          .then(() => "answered", (error) => error),
+    );
+    await until(() => hole.requests === 20, 3000, "20 requests at the hole");
+    hole.cut();
+    const outcomes = await Promise.all(plain);
+    const lost = outcomes.filter((o) => o !== "answered");
+    assert.equal(lost.length, 10);
+    for (const error of lost) {
+      assert.ok(error instanceof ConnectionLostError, String(error));
+      assert.equal(error.written, true);
+      assert.equal(error.server, holeName);
+    }
+    assert.deepEqual(await Promise.all(idempotent), Array(20).fill("answered"));
+  } finally {
+    await client.close();
+    await hole.close();
+    await good.stop();
+  }
+});
+
+/**
+ * The runtime's transport, except that on connections to `port` every write
+ * after the first (the hello) is held forever: what is sent after it stays in
+ * the connection's write buffer, never handed to the system.
+ */
+function holdingTransport(port: number): Transport {
+  const base = runtimeTransport();
+  const hold = (connection: TransportConnection): TransportConnection => {
+    let writes = 0;
+    return {
+      get remoteAddr() {
+        return connection.remoteAddr;
+      },
+      write: (bytes) =>
+        writes++ === 0 ? connection.write(bytes) : new Promise(() => {}),
+      close: () => connection.close(),
+    };
+  };
+  return {
+    listen: (address, accept, options) => base.listen(address, accept, options),
+    connect: (address, accept, options) =>
+      base.connect(
+        address,
+        address.port === port
+          ? (connection) => accept(hold(connection))
+          : accept,
+        options,
+      ),
+  };
+}
+
+test("failover: requests still in the write buffer of a lost connection go to another server; those handed over reject with written: true", async () => {
+  const [good] = await echoServers(1);
+  const hole = await blackHole();
+  const holeName = `${HOST}:${hole.port}`;
+  const client = new Client({
+    servers: [holeName, `${HOST}:${good.port}`],
+    balance: "round-robin",
+    reconnect: () => 50,
+    transport: holdingTransport(hole.port),
+  });
+  client.on("exception", () => {});
+  const connected = new Set<string>();
+  client.on("connected", (server) => connected.add(server));
+  try {
+    await until(() => connected.size === 2, 5000, "both connected");
+    const outcome = (request: Promise<Uint8Array>) =>
+      request.then(() => "answered", (error) => error);
+    // The first batch is handed to the (held) write; the second waits behind
+    // it in the write buffer.
+    const handed = Array.from(
+      { length: 10 },
+      (_, i) => outcome(client.request(new Uint8Array([i]), { timeout: 5000 })),
+    );
+    await sleep(20);
+    const buffered = Array.from(
+      { length: 10 },
+      (_, i) => outcome(client.request(new Uint8Array([i]), { timeout: 5000 })),
+    );
+    await sleep(20);
+    hole.cut();
+    const first = await Promise.all(handed);
+    assert.equal(first.filter((o) => o === "answered").length, 5);
+    for (const error of first.filter((o) => o !== "answered")) {
+      assert.ok(error instanceof ConnectionLostError, String(error));
+      assert.equal(error.written, true);
+    }
+    assert.deepEqual(await Promise.all(buffered), Array(10).fill("answered"));
+    assert.equal(hole.requests, 0);
+  } finally {
+    await client.close();
+    await hole.close();
+    await good.stop();
+  }
+});
