@@ -35,17 +35,66 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
  */
 export const DEFAULT_GRACE_PERIOD = 10;
 
-/** The options Server and Client share, as their option interfaces spell them. */
-export interface CommonOptions {
+/**
+ * The options of every connection, a {@linkcode Server}'s or a
+ * {@linkcode Client}'s: {@linkcode ServerOptions} and {@linkcode ClientOptions}
+ * extend it.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionOptions } from "@qtk/tcp-framework";
+ * const shared: ConnectionOptions = { heartbeat: 5, timeout: 15, protocol: 3 };
+ * ```
+ */
+export interface ConnectionOptions {
+  /**
+   * Seconds between heartbeat PINGs, fractions allowed: a Client sends one
+   * every `heartbeat`; a Server sends one on each connection it has sent
+   * nothing on for that long, so even peers that never ping see traffic.
+   * @default {20}
+   */
+  heartbeat?: number;
+  /**
+   * Seconds without receiving any byte after which a connection is closed
+   * (a Client then connects again, unless `reconnect` is off).
+   * @default {30}
+   */
+  timeout?: number;
+  /**
+   * Largest payload accepted from the peer, in bytes; a larger one closes
+   * that connection with a `FrameTooLargeError`.
+   * @default {64 MiB}
+   */
+  maxFrameSize?: number;
+  /**
+   * Per connection, bytes accepted by `send` and not yet taken by the runtime
+   * (on a Client, also those queued while disconnected); past it `send`
+   * throws `BufferFullError`.
+   * @default {8 MiB}
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Seconds that closing gives a connection to finish before it is cut: a
+   * Server's `stop()` (or `maxConnectionAge`) drains each connection, telling
+   * its client to go away and answering until it is done; a Client's
+   * `close()` lets its buffered frames go out. Chosen to fit a slow handler
+   * well inside the 30 s that container platforms usually wait after SIGTERM.
+   * @default {10}
+   */
+  gracePeriod?: number;
+  /**
+   * Wire protocol: 3 (the 3.x layout) or 2 (legacy 2.x, for migration).
+   * @default {3}
+   */
+  protocol?: ProtocolVersion;
+  /** Socket implementation; the running runtime's by default. For tests. */
+  transport?: Transport;
+}
+
+/** What parseCommonOptions reads: the connection options and the address. */
+export interface CommonOptions extends ConnectionOptions {
   host?: string;
   port: number;
-  heartbeat?: number;
-  timeout?: number;
-  maxFrameSize?: number;
-  maxBufferedBytes?: number;
-  gracePeriod?: number;
-  protocol?: ProtocolVersion;
-  transport?: Transport;
 }
 
 /** The shared options, checked, with defaults filled in and times in ms. */

@@ -32,6 +32,7 @@ import { emit, TypedEventTarget } from "./events.ts";
 import {
   hasMessageShape,
   type Message,
+  randomUuid,
   type SendOptions,
   takePayload,
   toDataFrame,
@@ -44,6 +45,7 @@ import {
   checkPort,
   checkSeconds,
   type CommonOptions,
+  type ConnectionOptions,
   parseCommonOptions,
   toMs,
 } from "./_options.ts";
@@ -99,7 +101,7 @@ export function reconnectDelay(attempt: number): number {
  * const options: ClientOptions = { host: "127.0.0.1", port: 8080, reconnect: false };
  * ```
  */
-export interface ClientOptions {
+export interface ClientOptions extends ConnectionOptions {
   /**
    * Host name or IP address of the server (the one-server form; see
    * `servers` for several).
@@ -138,17 +140,6 @@ export interface ClientOptions {
    */
   balance?: "least-pending" | "round-robin";
   /**
-   * Seconds between PINGs. Fractions allowed.
-   * @default {20}
-   */
-  heartbeat?: number;
-  /**
-   * Seconds without receiving any byte after which the connection is closed
-   * (and, unless turned off, made again).
-   * @default {30}
-   */
-  timeout?: number;
-  /**
    * Seconds a connect attempt may take, TLS handshake included, before it is
    * given up (with a `TimeoutError` as `exception`) and retried per
    * `reconnect`: against a host that drops packets, the system's own limit is
@@ -156,17 +147,6 @@ export interface ClientOptions {
    * @default {the timeout}
    */
   connectTimeout?: number;
-  /**
-   * Largest payload accepted from the server, in bytes.
-   * @default {64 MiB}
-   */
-  maxFrameSize?: number;
-  /**
-   * Bytes accepted by `send` and not yet written — queued while disconnected
-   * or waiting for the socket — past which `send` throws `BufferFullError`.
-   * @default {8 MiB}
-   */
-  maxBufferedBytes?: number;
   /**
    * Messages queued while disconnected past which `send` throws
    * `BufferFullError`.
@@ -186,16 +166,6 @@ export interface ClientOptions {
    */
   requestTimeout?: number;
   /**
-   * Seconds that `close()` gives buffered frames to go out.
-   * @default {1}
-   */
-  gracePeriod?: number;
-  /**
-   * Wire protocol: 3 (the 3.x layout) or 2 (legacy 2.x, for migration).
-   * @default {3}
-   */
-  protocol?: ProtocolVersion;
-  /**
    * Speak TLS, using the runtime's own TLS: `true` (or `{}`) verifies the
    * server against the default trust store; `{ ca, serverName }` names the
    * trusted CA certificate(s) (PEM) and the name the certificate must carry.
@@ -203,8 +173,6 @@ export interface ClientOptions {
    * @default {false}
    */
   tls?: boolean | ClientTlsOptions;
-  /** Socket implementation; the running runtime's by default. For tests. */
-  transport?: Transport;
 }
 
 /**
@@ -716,9 +684,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const uuid = this.#protocol === 3
-      ? crypto.randomUUID()
-      : crypto.randomUUID().replaceAll("-", "");
+    const uuid = randomUuid(this.#protocol);
     return new Promise<Uint8Array>((resolve, reject) => {
       const request = new PendingRequest(
         uuid,

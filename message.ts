@@ -132,3 +132,12 @@ export function takePayload(data: Uint8Array): Uint8Array {
   }
   return new Uint8Array(data);
 }
+
+/**
+ * A new random uuid in the protocol's form: a UUID with dashes (36
+ * characters) for protocol 3, without them (32) for protocol 2.
+ */
+export function randomUuid(protocol: ProtocolVersion): string {
+  const uuid = crypto.randomUUID();
+  return protocol === 3 ? uuid : uuid.replaceAll("-", "");
+}

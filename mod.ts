@@ -38,6 +38,7 @@ export {
   type ServerAddress,
 } from "./client.ts";
 export {
+  type ConnectionOptions,
   DEFAULT_GRACE_PERIOD,
   DEFAULT_HEARTBEAT,
   DEFAULT_HOST,

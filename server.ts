@@ -28,7 +28,12 @@ import {
   toDataFrame,
   wantsTransfer,
 } from "./message.ts";
-import { checkCount, checkSeconds, parseCommonOptions } from "./_options.ts";
+import {
+  checkCount,
+  checkSeconds,
+  type ConnectionOptions,
+  parseCommonOptions,
+} from "./_options.ts";
 import { ClosedError, ProxyProtocolError, TimeoutError } from "./errors.ts";
 import {
   DEFAULT_PROXY_HEADER_TIMEOUT,
@@ -56,6 +61,7 @@ export {
   DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_TIMEOUT,
 } from "./_options.ts";
+export type { ConnectionOptions } from "./_options.ts";
 export { DEFAULT_PROXY_HEADER_TIMEOUT };
 
 /** How often draining connections are looked at (deadline, idleness). */
@@ -104,7 +110,7 @@ export interface ProxyProtocolOptions {
  * const options: ServerOptions = { host: "0.0.0.0", port: 8080, timeout: 60 };
  * ```
  */
-export interface ServerOptions {
+export interface ServerOptions extends ConnectionOptions {
   /**
    * Host name or IP address to listen on.
    * @default {"localhost"}
@@ -113,42 +119,10 @@ export interface ServerOptions {
   /** TCP port to listen on; 0 picks a free one (read it back from `port`). */
   port: number;
   /**
-   * Seconds without sending anything after which a connection gets a PING,
-   * so even peers that never ping see traffic. Fractions allowed.
-   * @default {20}
-   */
-  heartbeat?: number;
-  /**
-   * Seconds without receiving any byte after which a connection is closed.
-   * @default {30}
-   */
-  timeout?: number;
-  /**
-   * Largest payload accepted from a peer, in bytes; a larger one closes that
-   * connection with a `FrameTooLargeError`.
-   * @default {64 MiB}
-   */
-  maxFrameSize?: number;
-  /**
-   * Per connection, bytes accepted by `send` but not yet taken by the
-   * runtime; past it `send` throws `BufferFullError`.
-   * @default {8 MiB}
-   */
-  maxBufferedBytes?: number;
-  /**
    * Connections served at once; one more is closed as soon as it opens.
    * @default {Infinity}
    */
   maxConnections?: number;
-  /**
-   * Seconds that a draining connection (`stop()`, `maxConnectionAge`) is
-   * given to finish: its client is told to go away, and the server keeps
-   * reading and answering until the client is done, closing it at the latest
-   * when this runs out (buffered frames or not). Chosen to fit a slow handler
-   * well inside the 30 s that container platforms usually wait after SIGTERM.
-   * @default {10}
-   */
-  gracePeriod?: number;
   /**
    * Seconds after which a connection is drained (as by `stop()`, and then
    * its client connects again): behind a load balancer, which balances
@@ -158,11 +132,6 @@ export interface ServerOptions {
    * @default {Infinity (off)}
    */
   maxConnectionAge?: number;
-  /**
-   * Wire protocol: 3 (the 3.x layout) or 2 (legacy 2.x, for migration).
-   * @default {3}
-   */
-  protocol?: ProtocolVersion;
   /**
    * Serve TLS with this certificate chain and private key (PEM strings), using
    * the runtime's own TLS; plain TCP without it. Each connection is handed
@@ -194,8 +163,6 @@ export interface ServerOptions {
    * @default {false}
    */
   reusePort?: boolean;
-  /** Socket implementation; the running runtime's by default. For tests. */
-  transport?: Transport;
 }
 
 /**

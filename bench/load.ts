@@ -20,6 +20,9 @@
 // per read (raw) or once per task (client), not per frame.
 
 import { BufferFullError, Client } from "../mod.ts";
+import { frameLayout, SIGN_DATA, writeHeader } from "../codec.ts";
+import { randomUuid } from "../message.ts";
+import { Histogram } from "../cli/_histogram.ts";
 import {
   bun,
   collectGarbage,
@@ -45,35 +48,8 @@ interface LoadOptions {
   protocol?: 2 | 3;
 }
 
-const HEADER = 45;
+const HEADER = frameLayout(3).headerSize;
 const HOST = "127.0.0.1";
-
-/** Latencies in a log-scale histogram: 1% wide buckets from 0.1 µs. */
-class Histogram {
-  static readonly BASE = Math.log(1.01);
-  readonly counts = new Float64Array(2400);
-  count = 0;
-
-  record(ms: number): void {
-    const us = ms * 1000;
-    let bucket = us <= 0.1 ? 0 : Math.ceil(Math.log(us * 10) / Histogram.BASE);
-    if (bucket >= this.counts.length) bucket = this.counts.length - 1;
-    this.counts[bucket]++;
-    this.count++;
-  }
-
-  /** The q-quantile in µs (upper edge of its bucket). */
-  quantile(q: number): number {
-    if (this.count === 0) return NaN;
-    const rank = Math.ceil(q * this.count);
-    let seen = 0;
-    for (let i = 0; i < this.counts.length; i++) {
-      seen += this.counts[i];
-      if (seen >= rank) return Math.exp(i * Histogram.BASE) / 10;
-    }
-    return Infinity;
-  }
-}
 
 /** What every connection of this process adds to. */
 class Stats {
@@ -93,15 +69,10 @@ class Stats {
 }
 
 function requestFrame(size: number, protocol: 2 | 3 = 3): Uint8Array {
-  const header = protocol === 3 ? HEADER : 37;
+  const layout = frameLayout(protocol);
+  const header = layout.headerSize;
   const frame = new Uint8Array(header + size);
-  frame[0] = 0x11;
-  const uuid = protocol === 3
-    ? crypto.randomUUID()
-    : crypto.randomUUID().replaceAll("-", "");
-  for (let i = 0; i < uuid.length; i++) frame[1 + i] = uuid.charCodeAt(i);
-  if (protocol === 3) new DataView(frame.buffer).setFloat64(37, size);
-  else new DataView(frame.buffer).setUint32(33, size);
+  writeHeader(frame, 0, SIGN_DATA, randomUuid(protocol), size, layout);
   for (let i = 0; i < size; i++) frame[header + i] = i & 0xff;
   return frame;
 }
@@ -406,8 +377,8 @@ async function runLoad(options: LoadOptions): Promise<void> {
     result: {
       messagesPerSecond: stats.completed / seconds,
       megabytesPerSecond: stats.completed * options.size / seconds / 1e6,
-      p50us: stats.latency.quantile(0.5),
-      p99us: stats.latency.quantile(0.99),
+      p50us: stats.latency.percentile(0.5) * 1000,
+      p99us: stats.latency.percentile(0.99) * 1000,
       messages: stats.completed,
       seconds,
       loadCpu: cpu / elapsed,

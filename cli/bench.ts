@@ -23,6 +23,7 @@ import {
   targetOptions,
   timeoutOption,
 } from "./commands.ts";
+import { Histogram } from "./_histogram.ts";
 import type { CliIo } from "./_io.ts";
 
 /** Help text of `bench`. */
@@ -51,47 +52,6 @@ Exit codes: 0 done without errors, 1 usage error, 2 connection refused or
 lost, 3 a reply timed out, 4 protocol error (the summary is printed first
 when the run got going).
 `;
-
-/**
- * Latencies in buckets 1% wide, so a long run takes constant memory; a
- * percentile is off by at most 1%.
- */
-class Histogram {
-  static readonly #scale = 1 / Math.log1p(0.01);
-  readonly #buckets = new Float64Array(2400);
-  count = 0;
-  min = Infinity;
-  max = 0;
-  sum = 0;
-
-  record(ms: number): void {
-    const micros = Math.max(1, ms * 1000);
-    const index = Math.min(
-      this.#buckets.length - 1,
-      Math.floor(Math.log(micros) * Histogram.#scale),
-    );
-    this.#buckets[index]++;
-    this.count++;
-    this.sum += ms;
-    if (ms < this.min) this.min = ms;
-    if (ms > this.max) this.max = ms;
-  }
-
-  /** The latency below which `fraction` of the samples are, in ms. */
-  percentile(fraction: number): number {
-    if (this.count === 0) return NaN;
-    const rank = Math.max(1, Math.ceil(fraction * this.count));
-    let seen = 0;
-    for (let i = 0; i < this.#buckets.length; i++) {
-      seen += this.#buckets[i];
-      if (seen >= rank) {
-        const middle = Math.exp((i + 0.5) / Histogram.#scale) / 1000;
-        return Math.min(this.max, Math.max(this.min, middle));
-      }
-    }
-    return this.max;
-  }
-}
 
 /** `tcp-framework bench`: a load run and its summary. */
 export async function bench(argv: string[], io: CliIo): Promise<number> {

@@ -33,6 +33,7 @@ import {
   usage,
 } from "./_args.ts";
 import type { CliIo } from "./_io.ts";
+import { randomUuid } from "../message.ts";
 
 /** Host every subcommand uses unless `--host` says otherwise. */
 export const CLI_DEFAULT_HOST = "127.0.0.1";
@@ -628,9 +629,7 @@ class RawPeer {
     timeoutMs: number,
   ): Promise<number> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    const uuid = this.#protocol === 3
-      ? crypto.randomUUID()
-      : crypto.randomUUID().replaceAll("-", "");
+    const uuid = randomUuid(this.#protocol);
     const bytes = encodeFrame({ sign, uuid, payload }, this.#protocol);
     return new Promise<number>((resolve, reject) => {
       const started = performance.now();
