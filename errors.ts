@@ -61,11 +61,18 @@ export class FrameTooLargeError extends ProtocolError {
    * @param length The claimed payload length.
    * @param maxFrameSize The receiver's limit.
    * @param offset Offset of the frame in the stream.
+   * @param options Standard error options (`cause`).
    */
-  constructor(length: number, maxFrameSize: number, offset = 0) {
+  constructor(
+    length: number,
+    maxFrameSize: number,
+    offset = 0,
+    options?: ErrorOptions,
+  ) {
     super(
       `Frame payload of ${length} bytes exceeds maxFrameSize of ${maxFrameSize} bytes`,
       offset,
+      options,
     );
     this.name = "FrameTooLargeError";
     this.length = length;
@@ -161,55 +168,103 @@ export class TimeoutError extends Error {
    *
    * @param message What timed out.
    * @param timeout The limit in milliseconds.
+   * @param options Standard error options (`cause`).
    */
-  constructor(message: string, timeout: number) {
-    super(message);
+  constructor(message: string, timeout: number, options?: ErrorOptions) {
+    super(message, options);
     this.name = "TimeoutError";
     this.timeout = timeout;
   }
 }
 
 /**
- * A send was refused because the bytes already waiting to be written (or, on
- * a disconnected client, the queued messages) reached their limit. Nothing was
- * queued and nothing was written; wait for `drained()` and try again.
+ * A send was refused because what already waits to be written reached its
+ * limit: the bytes of `maxBufferedBytes` (`unit` "bytes"), or, on a
+ * disconnected client, the messages of `maxQueuedMessages` (`unit`
+ * "messages"). Nothing was queued and nothing was written; wait for
+ * `drained()` (or the connection) and try again.
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { BufferFullError } from "@qtk/tcp-framework";
- * const error = new BufferFullError(8 << 20, 8 << 20, 100);
- * console.assert(error.limit === 8 << 20);
+ * const error = new BufferFullError(65536, 65536, 100, "messages");
+ * assert.equal(error.option, "maxQueuedMessages");
+ * assert.equal(error.limit, 65536);
  * ```
  */
 export class BufferFullError extends Error {
-  /** Bytes already waiting when the send was refused. */
+  /** What was already waiting when the send was refused, in `unit`s. */
   readonly buffered: number;
-  /** The limit that would have been passed (bytes, or messages). */
+  /** The limit that would have been passed, in `unit`s. */
   readonly limit: number;
+  /** What `buffered` and `limit` count. */
+  readonly unit: "bytes" | "messages";
+  /** The option whose limit was reached. */
+  readonly option: "maxBufferedBytes" | "maxQueuedMessages";
   /** Size in bytes of the refused frame. */
   readonly frameSize: number;
 
   /**
    * Creates the instance.
    *
-   * @param buffered Bytes (or messages) already waiting.
-   * @param limit The limit.
+   * @param buffered What was already waiting, in `unit`s.
+   * @param limit The limit, in `unit`s.
    * @param frameSize Size of the refused frame in bytes.
-   * @param unit What `buffered` and `limit` count.
+   * @param unit What `buffered` and `limit` count: bytes
+   *   (`maxBufferedBytes`) or messages (`maxQueuedMessages`).
    */
   constructor(
     buffered: number,
     limit: number,
     frameSize: number,
-    unit = "bytes",
+    unit: "bytes" | "messages" = "bytes",
   ) {
+    const option = unit === "messages"
+      ? "maxQueuedMessages"
+      : "maxBufferedBytes";
     super(
-      `Send of a ${frameSize}-byte frame refused: ${buffered} ${unit} already waiting, limit is ${limit} ${unit}`,
+      `Send of a ${frameSize}-byte frame refused: ${buffered} ${unit} already waiting, ${option} is ${limit}`,
     );
     this.name = "BufferFullError";
     this.buffered = buffered;
     this.limit = limit;
+    this.unit = unit;
+    this.option = option;
     this.frameSize = frameSize;
+  }
+}
+
+/**
+ * A server refused a connection because it already served `maxConnections`:
+ * the connection was closed as soon as it opened, and this is the server's
+ * `exception` for it. A `RangeError`, as it was before it had a type of its
+ * own.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { ConnectionLimitError } from "@qtk/tcp-framework";
+ * const error = new ConnectionLimitError(100);
+ * assert.ok(error instanceof RangeError);
+ * assert.equal(error.maxConnections, 100);
+ * ```
+ */
+export class ConnectionLimitError extends RangeError {
+  /** The server's `maxConnections`. */
+  readonly maxConnections: number;
+
+  /**
+   * Creates the instance.
+   *
+   * @param maxConnections The server's limit.
+   */
+  constructor(maxConnections: number) {
+    super(
+      `Connection refused: maxConnections of ${maxConnections} reached`,
+    );
+    this.name = "ConnectionLimitError";
+    this.maxConnections = maxConnections;
   }
 }
 

@@ -88,6 +88,7 @@ export {
 export {
   BufferFullError,
   ClosedError,
+  ConnectionLimitError,
   ConnectionLostError,
   FrameTooLargeError,
   ProtocolError,

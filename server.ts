@@ -34,7 +34,12 @@ import {
   type ConnectionOptions,
   parseCommonOptions,
 } from "./_options.ts";
-import { ClosedError, ProxyProtocolError, TimeoutError } from "./errors.ts";
+import {
+  ClosedError,
+  ConnectionLimitError,
+  ProxyProtocolError,
+  TimeoutError,
+} from "./errors.ts";
 import {
   DEFAULT_PROXY_HEADER_TIMEOUT,
   parseProxyOption,
@@ -713,9 +718,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       this[emit](
         "exception",
         connection,
-        new RangeError(
-          `Connection refused: maxConnections of ${this.#maxConnections} reached`,
-        ),
+        new ConnectionLimitError(this.#maxConnections),
       );
     } else if (this.#proxy) {
       return this.#acceptProxied(connection, this.#proxy);

@@ -63,9 +63,10 @@ export class CliError extends Error {
    *
    * @param code The exit code, one of {@linkcode ExitCode}.
    * @param message One line, without a trailing period.
+   * @param options Standard error options (`cause`: what it reports).
    */
-  constructor(code: number, message: string) {
-    super(message);
+  constructor(code: number, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "CliError";
     this.code = code;
   }
@@ -292,6 +293,7 @@ export function toCliError(error: unknown, peer: string): CliError {
     return new CliError(
       ExitCode.TIMEOUT,
       `timeout: no reply from ${peer} within ${Math.round(error.timeout)} ms`,
+      { cause: error },
     );
   }
   const protocolError = findCause(error, ProtocolError);
@@ -299,23 +301,27 @@ export function toCliError(error: unknown, peer: string): CliError {
     return new CliError(
       ExitCode.PROTOCOL,
       `protocol error from ${peer}: ${protocolError.message} (does the peer speak this --protocol?)`,
+      { cause: error },
     );
   }
   if (error instanceof ClosedError) {
     return new CliError(
       ExitCode.CONNECTION,
       `connection to ${peer} closed before the reply`,
+      { cause: error },
     );
   }
   if (isConnectionRefused(error)) {
     return new CliError(
       ExitCode.CONNECTION,
       `connection refused: nothing is listening on ${peer}`,
+      { cause: error },
     );
   }
   return new CliError(
     ExitCode.CONNECTION,
     `connection to ${peer} failed: ${oneLine(error)}`,
+    { cause: error },
   );
 }
 

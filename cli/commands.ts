@@ -360,7 +360,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     // Report the whole --timeout, not what was left of it for the reply.
     const reported = error instanceof TimeoutError
-      ? new TimeoutError(error.message, timeout)
+      ? new TimeoutError(error.message, timeout, { cause: error })
       : error;
     throw toCliError(protocolError ?? reported, target.peer);
   } finally {

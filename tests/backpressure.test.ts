@@ -86,6 +86,8 @@ test("server to a client that stops reading: send refuses past maxBufferedBytes,
     assert.ok(refused, "a send must be refused once the peer stops reading");
     assert.equal(refused.limit, limit);
     assert.ok(refused.buffered + refused.frameSize > limit);
+    assert.equal(refused.unit, "bytes");
+    assert.equal(refused.option, "maxBufferedBytes");
     assert.ok(socket.bufferedAmount <= limit);
     // drained() waits while nobody reads...
     let drained = false;

@@ -7,6 +7,7 @@ import { HOST, next, RawSocket, sleep, until } from "./_helpers.ts";
 import { memory } from "./_silent.ts";
 import {
   Client,
+  ConnectionLimitError,
   encodeFrame,
   FrameTooLargeError,
   Server,
@@ -85,6 +86,10 @@ test("maxConnections closes the excess at once and keeps serving the rest", asyn
     await Promise.all(extra.map((socket) => socket.ended));
     assert.equal(refusals.length, 5);
     assert.ok(refusals.every((error) => error instanceof RangeError));
+    for (const error of refusals) {
+      assert.ok(error instanceof ConnectionLimitError);
+      assert.equal(error.maxConnections, 10);
+    }
     assert.ok(extra.every((socket) => socket.receivedBytes === 0));
     assert.equal(server.connections.size, 10);
     for (const client of kept) {

@@ -352,6 +352,13 @@ test("client: the disconnected queue is bounded and refuses with BufferFullError
     () => client.send({ uuid, data: new Uint8Array(10) }),
     (error) => error instanceof BufferFullError && error.limit === 3,
   );
+  assert.throws(
+    () => client.send({ uuid, data: new Uint8Array(10) }),
+    (error) =>
+      error instanceof BufferFullError && error.unit === "messages" &&
+      error.option === "maxQueuedMessages" && error.buffered === 3 &&
+      error.frameSize === 55,
+  );
   assert.equal(client.bufferedAmount, 3 * 55);
   await client.close();
 
@@ -366,6 +373,12 @@ test("client: the disconnected queue is bounded and refuses with BufferFullError
   assert.throws(
     () => bytes.send({ uuid, data: new Uint8Array(100) }),
     (error) => error instanceof BufferFullError && error.limit === 200,
+  );
+  assert.throws(
+    () => bytes.send({ uuid, data: new Uint8Array(100) }),
+    (error) =>
+      error instanceof BufferFullError && error.unit === "bytes" &&
+      error.option === "maxBufferedBytes" && error.buffered === 145,
   );
   await bytes.close();
 });
