@@ -203,14 +203,22 @@ export class TypedEventTarget<
     type: K,
     listener: Listener<Args[K]>,
   ): this {
+    const entry = this.#positional.get(type)?.find((entry) =>
+      entry.fn === listener
+    );
+    if (entry !== undefined) this.#remove(type, entry);
+    return this;
+  }
+
+  #remove(type: string, entry: Entry): void {
     const entries = this.#positional.get(type);
-    const index = entries?.findIndex((entry) => entry.fn === listener) ?? -1;
+    const index = entries?.indexOf(entry) ?? -1;
     if (index >= 0) {
+      // Copy on write: an emit in progress keeps iterating its own snapshot.
       const next = entries!.slice();
       next.splice(index, 1);
       this.#positional.set(type, next);
     }
-    return this;
   }
 
   /**
@@ -225,7 +233,8 @@ export class TypedEventTarget<
     if (entries !== undefined) {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i];
-        if (entry.once) this.off(type, entry.fn as Listener<Args[K]>);
+        // This entry, not the first with its function (an `on` of it too).
+        if (entry.once) this.#remove(type, entry);
         this.#call(type, args, entry.fn, args);
       }
     }
