@@ -77,14 +77,7 @@ class FakeTransport implements TransportConnection {
 
   /** Everything written so far, writeNow and write, in order. */
   all(): Uint8Array {
-    const parts = [...this.takenNow, ...this.writes];
-    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const part of parts) {
-      bytes.set(part, at);
-      at += part.length;
-    }
-    return bytes;
+    return concat(...this.takenNow, ...this.writes);
   }
 }
 
