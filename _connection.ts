@@ -58,7 +58,32 @@ interface FramedConnectionOptions {
   protocol: ProtocolVersion;
   maxFrameSize: number;
   maxBufferedBytes: number;
+  /** Lend payloads for the `frame` event's duration (see `borrowPayloads`). */
+  borrowPayloads?: boolean;
 }
+
+/** Borrowed payloads need `ArrayBuffer.prototype.transfer` to be detached. */
+const canDetach =
+  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
+    "function";
+
+/** Detaches `buffer` from its views; its memory, or undefined if it can't. */
+function detach(buffer: ArrayBufferLike): ArrayBuffer | undefined {
+  const movable = buffer as ArrayBuffer & {
+    detached?: boolean;
+    transfer?: () => ArrayBuffer;
+  };
+  if (!(movable instanceof ArrayBuffer) || movable.detached) return undefined;
+  try {
+    return movable.transfer!();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The read buffer of a connection that lends payloads: its sizes. */
+const MIN_BORROW_READ = 16 * 1024;
+const MAX_BORROW_READ = 256 * 1024;
 
 interface FramedConnectionEvents {
   /** A whole frame arrived. */
@@ -134,15 +159,40 @@ export class FramedConnection implements ConnectionHandler {
     this.#layout = frameLayout(options.protocol);
     this.#headerSize = this.#layout.headerSize;
     this.#maxBufferedBytes = options.maxBufferedBytes;
+    this.#borrow = options.borrowPayloads === true && canDetach;
     this.#decoder = new FrameDecoder({
       maxFrameSize: options.maxFrameSize,
       protocol: options.protocol,
+      lentChunks: this.#borrow,
     });
-    this.#onFrame = (frame) => {
-      this.#framesIn++;
-      this.#events.frame(frame);
-    };
+    this.#onFrame = this.#borrow
+      ? (frame) => {
+        this.#framesIn++;
+        const payload = frame.payload;
+        // Memory of its own (a payload split across chunks), lent as well.
+        if (payload.length > 0 && payload.buffer !== this.#chunkBuffer) {
+          this.#lentOwn = payload;
+        }
+        this.#events.frame(frame);
+      }
+      : (frame) => {
+        this.#framesIn++;
+        this.#events.frame(frame);
+      };
   }
+
+  // Lending payloads: reads go into one buffer, reused from read to read, and
+  // once a chunk's frames have been handled every view handed out of it is
+  // detached (its memory moves to a new ArrayBuffer with `transfer()`, no
+  // copy), so a payload kept past its event reads as empty, never as the
+  // bytes of a later read. A payload with memory of its own is detached too,
+  // and its memory goes back to the decoder for the next such payload.
+  readonly #borrow: boolean;
+  #readBuffer: Uint8Array | undefined;
+  /** What the transport read into: our read buffer, the decoder's target. */
+  #readInto: "buffer" | "target" | undefined;
+  #chunkBuffer: ArrayBufferLike | undefined;
+  #lentOwn: Uint8Array | undefined;
 
   get remoteAddr() {
     return this.#transport.remoteAddr;
@@ -224,6 +274,45 @@ export class FramedConnection implements ConnectionHandler {
 
   // ConnectionHandler: called by the transport.
   received(chunk: Uint8Array): void {
+    if (!this.#borrow) return this.#received(chunk);
+    const readInto = this.#readInto;
+    this.#readInto = undefined;
+    this.#chunkBuffer = chunk.buffer;
+    const framesBefore = this.#framesIn;
+    try {
+      this.#received(chunk);
+    } finally {
+      this.#chunkBuffer = undefined;
+      const own = this.#lentOwn;
+      if (own !== undefined) {
+        this.#lentOwn = undefined;
+        const memory = detach(own.buffer);
+        if (memory !== undefined) this.#decoder.recycle(memory);
+      }
+      if (readInto === "buffer") {
+        const memory = detach(chunk.buffer);
+        const full = chunk.length === this.#readBuffer!.length;
+        this.#readBuffer = memory === undefined
+          ? undefined
+          : full && memory.byteLength < MAX_BORROW_READ
+          ? new Uint8Array(memory.byteLength * 2) // reads fill it: grow
+          : new Uint8Array(memory);
+      } else if (readInto === "target") {
+        // Read in place into a large payload's memory: lent once complete.
+        if (this.#framesIn !== framesBefore) {
+          const memory = detach(chunk.buffer);
+          if (memory !== undefined) this.#decoder.recycle(memory);
+        }
+      } else if (
+        chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength
+      ) {
+        // A chunk the runtime handed over whole (Bun): detached, not reused.
+        detach(chunk.buffer);
+      }
+    }
+  }
+
+  #received(chunk: Uint8Array): void {
     this.#receivedSinceStamp = true;
     if (this.#closing) return;
     const framesBefore = this.#framesIn;
@@ -250,7 +339,15 @@ export class FramedConnection implements ConnectionHandler {
   }
 
   readTarget(): Uint8Array | undefined {
-    return this.#closing ? undefined : this.#decoder.readTarget();
+    if (this.#closing) return undefined;
+    const target = this.#decoder.readTarget();
+    if (!this.#borrow) return target;
+    if (target !== undefined) {
+      this.#readInto = "target";
+      return target;
+    }
+    this.#readInto = "buffer";
+    return this.#readBuffer ??= new Uint8Array(MIN_BORROW_READ);
   }
 
   progressed(): void {
@@ -367,14 +464,15 @@ export class FramedConnection implements ConnectionHandler {
       assertUuid(uuid, this.#protocol); // throws the TypeError
     }
     // Taken only now that nothing can refuse the frame.
-    if (transfer) payload = takePayload(payload);
+    const taken = transfer ? takePayload(payload) : undefined;
+    if (taken !== undefined) payload = taken;
     let queued = size;
     const direct = start === 0 && buffered === 0 && !this.#writing &&
       this.#transport.writeNow !== undefined;
     if (!large) {
       out.set(payload, start + this.#headerSize);
       this.#outUsed = start + size;
-    } else if (transfer) {
+    } else if (taken !== undefined) {
       queued = this.#queueOwned(out, start, payload, direct);
     } else if (direct) {
       queued = this.#writeNow(out, payload);

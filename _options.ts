@@ -87,6 +87,21 @@ export interface ConnectionOptions {
    * @default {3}
    */
   protocol?: ProtocolVersion;
+  /**
+   * Lend each `data` event's payload to its listeners instead of giving it:
+   * it is valid while the listeners run (synchronously) and detached once
+   * they return, so any view of it kept longer reads as empty, never as
+   * other bytes; `data.slice()` keeps a copy. In exchange the connection may
+   * read into memory it reuses (no allocation per read on Deno, and a large
+   * payload's memory is reused on every runtime). A Client's `request()`
+   * reply is not lent: it is a copy the caller keeps. Without
+   * `ArrayBuffer.prototype.transfer` (Node.js 20) nothing is detached or
+   * reused, and payloads behave as without this option. It pays on Deno;
+   * on Bun, whose `transfer()` copies and whose reads come in fresh memory
+   * anyway, it costs more than it saves (bench/README.md has the figures).
+   * @default {false}
+   */
+  borrowPayloads?: boolean;
   /** Socket implementation; the running runtime's by default. For tests. */
   transport?: Transport;
 }
@@ -111,6 +126,7 @@ export interface ParsedCommonOptions {
     protocol: ProtocolVersion;
     maxFrameSize: number;
     maxBufferedBytes: number;
+    borrowPayloads: boolean;
   };
   transport: Transport;
 }
@@ -148,9 +164,20 @@ export function parseCommonOptions(
         "maxBufferedBytes",
         options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
       ),
+      borrowPayloads: checkBoolean(
+        "borrowPayloads",
+        options.borrowPayloads ?? false,
+      ),
     },
     transport: options.transport ?? runtimeTransport(),
   };
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== "boolean") {
+    throw new TypeError(`Invalid ${name} ${quote(value)}: expected a boolean`);
+  }
+  return value;
 }
 
 export function checkHost(name: string, value: unknown): string {

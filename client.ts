@@ -434,7 +434,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     protocol: ProtocolVersion;
     maxFrameSize: number;
     maxBufferedBytes: number;
+    borrowPayloads: boolean;
   };
+  readonly #borrowPayloads: boolean;
   readonly #transport: Transport;
   readonly #pending = new Map<string, PendingRequest>();
   readonly #deadlines = new DeadlineTimer();
@@ -492,6 +494,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#tickMs = common.tickMs;
     this.#graceMs = common.graceMs;
     this.#connectionOptions = common.connection;
+    this.#borrowPayloads = common.connection.borrowPayloads;
     this.#protocol = common.connection.protocol;
     this.#requestTimeoutMs = checkSeconds(
       "requestTimeout",
@@ -880,9 +883,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       frame: {
         sign: frame.sign,
         uuid: frame.uuid,
-        payload: transfer
-          ? takePayload(frame.payload)
-          : this.#queueCopies.copy(frame.payload),
+        payload: (transfer ? takePayload(frame.payload) : undefined) ??
+          this.#queueCopies.copy(frame.payload),
       },
       size,
     };
@@ -1166,7 +1168,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       ? this.#pending.get(frame.uuid)
       : undefined;
     if (request) {
-      request.resolve(frame.payload);
+      // A reply is read after the frame's turn: a lent payload is copied.
+      request.resolve(
+        this.#borrowPayloads ? frame.payload.slice() : frame.payload,
+      );
       return;
     }
     this[emit]("data", { uuid: frame.uuid, data: frame.payload });

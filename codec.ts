@@ -448,6 +448,14 @@ export interface DecoderOptions {
    * @default {3}
    */
   protocol?: ProtocolVersion;
+  /**
+   * Chunks are only lent to `push`: their memory may be reused once it
+   * returns, so the bytes of a frame not complete yet are copied, not kept by
+   * reference. Payloads that `push` passes to `onFrame` are still views of
+   * the chunk, valid as long as the chunk is.
+   * @default {false}
+   */
+  lentChunks?: boolean;
 }
 
 /**
@@ -498,6 +506,9 @@ export class FrameDecoder {
   #consumed = 0;
   #frameStart = 0;
   #error: ProtocolError | undefined;
+  readonly #lentChunks: boolean;
+  /** Memory given back with `recycle()`, for the next payload of its own. */
+  #spare: ArrayBuffer | undefined;
 
   /**
    * Creates the instance.
@@ -521,6 +532,7 @@ export class FrameDecoder {
       );
     }
     this.#maxFrameSize = maxFrameSize;
+    this.#lentChunks = options.lentChunks === true;
     this.#protocol = protocol;
     this.#headerSize = frameLayout(protocol).headerSize;
     this.#uuidLength = frameLayout(protocol).uuidLength;
@@ -650,21 +662,24 @@ export class FrameDecoder {
             target.set(chunk.subarray(at, at + take), this.#partsBytes);
           }
         } else {
-          this.#parts.push(chunk.subarray(at, at + take));
+          this.#parts.push(
+            this.#lentChunks
+              ? chunk.slice(at, at + take)
+              : chunk.subarray(at, at + take),
+          );
         }
         this.#partsBytes += take;
         at += take;
         if (this.#partsBytes === this.#payloadLength) {
-          this.#emit(target ?? join(this.#parts, this.#partsBytes), onFrame);
+          this.#emit(
+            target ?? this.#join(this.#partsBytes, this.#partsBytes),
+            onFrame,
+          );
         } else if (
           target === undefined && this.#payloadLength >= TARGET_MIN_PAYLOAD &&
           this.#partsBytes * TARGET_MAX_RESERVE >= this.#payloadLength
         ) {
-          this.#target = join(
-            this.#parts,
-            this.#partsBytes,
-            this.#payloadLength,
-          );
+          this.#target = this.#join(this.#partsBytes, this.#payloadLength);
           this.#parts = [];
         }
       }
@@ -697,6 +712,42 @@ export class FrameDecoder {
         ),
       );
     }
+  }
+
+  /**
+   * Gives the decoder memory for the next payload that needs memory of its
+   * own (one split across chunks) and fits in it. Only memory no one else
+   * can reach: a buffer just detached from its views with
+   * `ArrayBuffer.prototype.transfer()`, for example.
+   *
+   * @param memory The memory to reuse.
+   *
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "@qtk/tcp-framework/codec";
+   * new FrameDecoder().recycle(new ArrayBuffer(1 << 20));
+   * ```
+   */
+  recycle(memory: ArrayBuffer): void {
+    if (memory.byteLength > (this.#spare?.byteLength ?? 0)) {
+      this.#spare = memory;
+    }
+  }
+
+  /** The parts so far in memory of `capacity` bytes, recycled if it fits. */
+  #join(size: number, capacity: number): Uint8Array {
+    const spare = this.#spare;
+    if (spare !== undefined && capacity <= spare.byteLength) {
+      this.#spare = undefined;
+      const joined = new Uint8Array(spare, 0, capacity);
+      let at = 0;
+      for (const part of this.#parts) {
+        joined.set(part, at);
+        at += part.length;
+      }
+      return joined;
+    }
+    return join(this.#parts, size, capacity);
   }
 
   /** Ends decoding for good, letting go of what a partial frame held. */

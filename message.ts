@@ -84,7 +84,8 @@ export interface SendOptions {
    * its read buffer; a pooled Node.js `Buffer`) is copied, as is any payload
    * where the runtime has no `transfer()` (Node.js 20) or the buffer cannot be
    * detached (a `SharedArrayBuffer`); the caller's buffer is then left as it
-   * is.
+   * is. On Bun, JavaScriptCore's `transfer()` itself copies a large buffer,
+   * so there the copy is the runtime's instead of the framework's.
    * @default {false}
    */
   transfer?: boolean;
@@ -113,10 +114,10 @@ const transferable =
 
 /**
  * The payload of a send with `transfer`: its memory, moved out of the caller's
- * reach by detaching its `ArrayBuffer` (no copy), or a copy where that cannot
- * be done.
+ * reach by detaching its `ArrayBuffer` (no copy), or undefined where that
+ * cannot be done (the caller then copies what it keeps, as without transfer).
  */
-export function takePayload(data: Uint8Array): Uint8Array {
+export function takePayload(data: Uint8Array): Uint8Array | undefined {
   const buffer = data.buffer as ArrayBuffer & {
     transfer?: () => ArrayBuffer;
     detached?: boolean;
@@ -128,9 +129,9 @@ export function takePayload(data: Uint8Array): Uint8Array {
   ) {
     try {
       return new Uint8Array(buffer.transfer!());
-    } catch { /* not detachable (e.g. a WebAssembly memory): copy */ }
+    } catch { /* not detachable (e.g. a WebAssembly memory) */ }
   }
-  return new Uint8Array(data);
+  return undefined;
 }
 
 /**

@@ -139,6 +139,12 @@ const SERVERS: ServerSpec[] = [
     spawn: script("./framework_echo_server.ts"),
   },
   {
+    key: "framework-optin",
+    label: "framework Server, borrowPayloads + transfer",
+    protocol: 3,
+    spawn: script("./framework_echo_server.ts", "--borrow-transfer"),
+  },
+  {
     key: "framework-p2",
     label: "framework Server, protocol 2",
     protocol: 2,
