@@ -620,11 +620,15 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
 
   async #stop(listener: TransportListener): Promise<void> {
     const deadline = performance.now() + this.#graceMs;
+    // The listener is closed first, the notice sent only then: a client that
+    // reconnects on it must find the port closed, not land in the backlog of
+    // a listener about to close (the system would reset that connection, and
+    // whatever the client had written on it with it).
+    await listener.close();
     this.#stopDeadline = deadline;
     for (const connection of this.#connections) {
       this.#drain(connection, deadline);
     }
-    await listener.close();
     if (this.#connections.size > 0) {
       await new Promise<void>((resolve) => this.#emptied = resolve);
     }
@@ -709,7 +713,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this.#maxAgeMs * (0.9 + Math.random() * 0.2);
     }
     if (this.#stopDeadline !== undefined) {
-      // Accepted while the listener closes: its client may already have
+      // Accepted as the listener closed: its client may already have
       // written to it, so it is served and drained like the others.
       this.#drain(connection, this.#stopDeadline);
     }

@@ -259,3 +259,94 @@ function tap(
     },
   };
 }
+
+// Drain and server lists with 2.x peers, which ignore control messages: the
+// 3.0.1 package (the layout of protocol 3) is not on the npm registry, and the
+// 2.x one handles PINGs as 3.0.1 does (its server echoes every PING, its
+// client reads past every PING), so it stands in for an old peer.
+
+test("protocol 2: the 2.x Client against a draining server is closed once idle, reconnects to the restarted one and keeps working", async () => {
+  let server = new Server({ host: HOST, port: 0, protocol: 2, gracePeriod: 8 });
+  server.on("data", (socket, message) => socket.send(message));
+  await server.start();
+  const port = server.port;
+  const child = await peer("client", String(port));
+  try {
+    await child.waitFor(/^CONNECTED$/);
+    const first = uuid2();
+    await child.write(`SEND ${first} ${toBase64(encoder.encode("one"))}\n`);
+    await child.waitFor((line) => line.startsWith(`DATA ${first} `));
+    const began = performance.now();
+    await server.stop();
+    const took = performance.now() - began;
+    await child.waitFor(/^CLOSED$/);
+    // Idle: closed after a moment, not at the 8 s grace period.
+    assert.ok(took < 3000, `stop() took ${took} ms`);
+    server = new Server({ host: HOST, port, protocol: 2 });
+    server.on("data", (socket, message) => socket.send(message));
+    await server.start();
+    // The 2.x client reconnects by itself 200 ms after a close.
+    await child.waitFor(
+      () => child.lines.filter((line) => line === "CONNECTED").length === 2,
+      5000,
+    );
+    const second = uuid2();
+    await child.write(`SEND ${second} ${toBase64(encoder.encode("two"))}\n`);
+    await child.waitFor((line) => line.startsWith(`DATA ${second} `));
+    // The drain notice reached it as a PING, which it ignored.
+    assert.ok(
+      child.lines.includes("PING-RECEIVED ~qtk-ctl~going-away~~~~~~~~~~~~~"),
+    );
+    assert.deepEqual(field(child, "EXCEPTION"), []);
+  } finally {
+    await child.kill();
+    await server.stop();
+  }
+});
+
+test("protocol 2: the 2.x Server in our Client's server list beside ours, which is drained: every request answered", async () => {
+  const child = await peer("server");
+  const ours = new Server({ host: HOST, port: 0, protocol: 2 });
+  ours.on("data", (socket, message) => socket.send(message));
+  await ours.start();
+  let client: Client | undefined;
+  try {
+    const port = Number((await child.waitFor(/^LISTENING \d+$/)).split(" ")[1]);
+    client = new Client({
+      servers: [`${HOST}:${port}`, `${HOST}:${ours.port}`],
+      protocol: 2,
+      balance: "round-robin",
+      reconnect: () => 50,
+    });
+    client.on("exception", () => {});
+    const connected = new Set<string>();
+    client.on("connected", (server) => connected.add(server));
+    await until(() => connected.size === 2, 5000, "both connected");
+    let answered = 0;
+    const failures: unknown[] = [];
+    const batch = () =>
+      Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          client!.request(new Uint8Array([i]), { timeout: 5000 }).then(
+            () =>
+              void answered++,
+            (error) => void failures.push(error),
+          )),
+      );
+    await batch();
+    const stopping = ours.stop();
+    await batch();
+    await stopping;
+    await batch();
+    assert.deepEqual(failures, []);
+    assert.equal(answered, 150);
+    // The 2.x server saw our hello as a PING and echoed it.
+    assert.ok(
+      child.lines.includes("PING-RECEIVED ~qtk-ctl~hello-v1~~~~~~~~~~~~~~~"),
+    );
+  } finally {
+    await client?.close();
+    await child.kill();
+    await ours.stop();
+  }
+});

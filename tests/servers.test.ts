@@ -8,6 +8,7 @@ import { HOST, next, sleep, until } from "./_helpers.ts";
 import {
   Client,
   ConnectionLostError,
+  encodeFrame,
   FrameDecoder,
   Server,
   SIGN_DATA,
@@ -282,5 +283,63 @@ test("failover: requests still in the write buffer of a lost connection go to an
     await client.close();
     await hole.close();
     await good.stop();
+  }
+});
+
+test("servers: a 3.x-like server (echoes every PING, as 3.0.1 does) in the list beside one of ours, which is drained: every request answered", async () => {
+  // What a 3.x server does on the wire: every PING back unchanged, and here
+  // every request answered with its own payload.
+  const open = new Set<TransportConnection>();
+  const old = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    (connection) => {
+      open.add(connection);
+      const decoder = new FrameDecoder();
+      return {
+        received: (chunk) =>
+          decoder.push(
+            chunk,
+            (frame) =>
+              void connection.write(encodeFrame(frame))?.catch(() => {}),
+          ),
+        ended: () => open.delete(connection),
+      };
+    },
+  );
+  const [ours] = await echoServers(1);
+  const client = new Client({
+    servers: [`${HOST}:${old.addr.port}`, `${HOST}:${ours.port}`],
+    balance: "round-robin",
+    reconnect: () => 50,
+  });
+  client.on("exception", () => {});
+  const connected = new Set<string>();
+  client.on("connected", (server) => connected.add(server));
+  try {
+    await until(() => connected.size === 2, 5000, "both connected");
+    let answered = 0;
+    const failures: unknown[] = [];
+    const batch = () =>
+      Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          client.request(new Uint8Array([i]), { timeout: 5000 }).then(
+            () =>
+              void answered++,
+            (error) => void failures.push(error),
+          )),
+      );
+    await batch();
+    const stopping = ours.stop();
+    await batch();
+    await stopping;
+    await batch();
+    assert.deepEqual(failures, []);
+    assert.equal(answered, 150);
+  } finally {
+    await client.close();
+    await ours.stop();
+    await old.close();
+    for (const connection of open) connection.close();
+    await until(() => open.size === 0, 2000, "closed");
   }
 });
