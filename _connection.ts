@@ -11,6 +11,7 @@ import {
   type ProtocolVersion,
   type Sign,
   SIGN_DATA,
+  SIGN_PING,
   writeHeader,
 } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
@@ -117,6 +118,21 @@ export class FramedConnection implements ConnectionHandler {
   #headerBegan = false;
   #framesIn = 0;
 
+  // Counters for stats(): plain integers bumped on paths that run anyway
+  // (bytes in per chunk, not per frame). Frames count PINGs too.
+  /** Bytes received. */
+  bytesIn = 0;
+  /** Frames accepted by `send`, and their bytes (headers included). */
+  framesOut = 0;
+  bytesOut = 0;
+  /** PING frames received and sent. */
+  pingsIn = 0;
+  pingsOut = 0;
+  /** Sends refused with `BufferFullError`. */
+  bufferFull = 0;
+  /** Input that was not a frame (0 or 1: the connection closes on it). */
+  protocolErrors = 0;
+
   readonly #transport: TransportConnection;
   readonly #events: FramedConnectionEvents;
   readonly #decoder: FrameDecoder;
@@ -168,6 +184,7 @@ export class FramedConnection implements ConnectionHandler {
     this.#onFrame = this.#borrow
       ? (frame) => {
         this.#framesIn++;
+        if (frame.sign === SIGN_PING) this.pingsIn++;
         const payload = frame.payload;
         // Memory of its own (a payload split across chunks), lent as well.
         if (payload.length > 0 && payload.buffer !== this.#chunkBuffer) {
@@ -177,8 +194,14 @@ export class FramedConnection implements ConnectionHandler {
       }
       : (frame) => {
         this.#framesIn++;
+        if (frame.sign === SIGN_PING) this.pingsIn++;
         this.#events.frame(frame);
       };
+  }
+
+  /** Frames received, PINGs included. */
+  get framesIn(): number {
+    return this.#framesIn;
   }
 
   // Lending payloads: reads go into one buffer, reused from read to read, and
@@ -314,12 +337,14 @@ export class FramedConnection implements ConnectionHandler {
 
   #received(chunk: Uint8Array): void {
     this.#receivedSinceStamp = true;
+    this.bytesIn += chunk.length;
     if (this.#closing) return;
     const framesBefore = this.#framesIn;
     try {
       this.#decoder.push(chunk, this.#onFrame);
     } catch (error) {
       this.#closing = true;
+      this.protocolErrors++;
       this.#events.protocolError(error as Error);
       this.#transport.close();
       return;
@@ -382,6 +407,7 @@ export class FramedConnection implements ConnectionHandler {
       try {
         this.#decoder.end();
       } catch (truncated) {
+        this.protocolErrors++;
         this.#events.protocolError(truncated as Error);
       }
     }
@@ -436,6 +462,7 @@ export class FramedConnection implements ConnectionHandler {
     // can still be sent on its own.
     if (buffered > 0 && buffered + size > this.#maxBufferedBytes) {
       if (checkUuid) assertUuid(uuid, this.#protocol);
+      this.bufferFull++;
       throw new BufferFullError(buffered, this.#maxBufferedBytes, size);
     }
     let out = this.#out;
@@ -482,6 +509,9 @@ export class FramedConnection implements ConnectionHandler {
     this.#sentSinceStamp = true;
     this.#acceptedTotal += size;
     this.#handedTotal += size - queued;
+    this.framesOut++;
+    this.bytesOut += size;
+    if (sign !== SIGN_DATA) this.pingsOut++;
     if (queued === 0) return;
     this.#queuedBytes += queued;
     if (!this.#flushScheduled && !this.#writing) {

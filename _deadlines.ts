@@ -14,6 +14,8 @@ export interface Deadline {
 }
 
 export class DeadlineTimer {
+  /** Waiters expired so far (for stats). */
+  expired = 0;
   #heap: Deadline[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity;
@@ -71,6 +73,7 @@ export class DeadlineTimer {
     while (this.#heap.length > 0 && this.#heap[0].deadline <= now) {
       const due = this.#heap[0];
       this.remove(due);
+      this.expired++;
       due.expire();
     }
     if (this.#heap.length > 0 && this.#timer === undefined) this.#arm();

@@ -59,6 +59,17 @@ import {
 } from "./errors.ts";
 import type { ClientTlsOptions, Transport } from "./transport/transport.ts";
 import { checkClientTls } from "./transport/_tls.ts";
+import type { ClientServerStats, ClientStats } from "./stats.ts";
+import { trafficOf, TrafficTotals } from "./_stats.ts";
+import type { RequestContext } from "./diagnostics.ts";
+import {
+  type Channel,
+  channels,
+  loadChannels,
+  type Trace,
+  traceSync,
+  tracing,
+} from "./_diagnostics.ts";
 
 /**
  * Default limit on messages queued while disconnected.
@@ -308,6 +319,12 @@ class Link {
   attemptAbort: AbortController | undefined;
   attempt = 0;
   reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  // Counters for stats(): traffic of its closed connections, and events.
+  readonly traffic = new TrafficTotals();
+  connectionsTotal = 0;
+  connectFailures = 0;
+  reconnects = 0;
+  timeouts = 0;
 
   constructor(readonly address: ServerAddress, readonly server: string) {}
 }
@@ -457,6 +474,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #tickTimer: ReturnType<typeof setInterval> | undefined;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+  /** Sends refused by the queue's bounds (for stats). */
+  #queueRefusals = 0;
 
   /**
    * Makes the client and starts connecting.
@@ -547,7 +566,75 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this.#links.push(new Link(address, this.servers[i]));
       }
     }
+    loadChannels();
     for (const link of this.#links) this.#connect(link);
+  }
+
+  /**
+   * The client's counters: connections, reconnects, messages, bytes and PINGs
+   * each way, timeouts, and what waits now (pending requests, the queue);
+   * `servers` has the same per server, in the order of `client.servers`. A
+   * fresh object each call.
+   *
+   * @returns The counters; see {@linkcode ClientStats}.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * import assert from "node:assert";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
+   * client.send({ uuid: crypto.randomUUID(), data: new Uint8Array(3) });
+   * assert.equal(client.stats().queuedMessages, 1);
+   * await client.close();
+   * ```
+   */
+  stats(): ClientStats {
+    const byServer = new Map<string, ClientServerStats>();
+    for (const link of this.#links) {
+      const open = Array.from(this.#conns).filter((conn) => conn.link === link)
+        .map((conn) => conn.framed);
+      const traffic = link.traffic.with(open);
+      const entry = byServer.get(link.server);
+      const counts = {
+        connectionsOpen: open.length,
+        connectionsTotal: link.connectionsTotal,
+        connectFailures: link.connectFailures,
+        reconnects: link.reconnects,
+        timeouts: link.timeouts,
+      };
+      if (entry === undefined) {
+        byServer.set(link.server, {
+          server: link.server,
+          host: link.address.host,
+          port: link.address.port,
+          connected: link.conn !== undefined,
+          ...counts,
+          ...traffic,
+        });
+      } else {
+        entry.connected ||= link.conn !== undefined;
+        addCounts(entry, { ...counts, ...traffic });
+      }
+    }
+    const servers = this.servers.map((name) => byServer.get(name)!);
+    const total = {
+      connectionsOpen: 0,
+      connectionsTotal: 0,
+      connectFailures: 0,
+      reconnects: 0,
+      timeouts: 0,
+      ...new TrafficTotals().with([]),
+    };
+    for (const entry of servers) addCounts(total, entry);
+    total.bufferFull += this.#queueRefusals;
+    return {
+      ...total,
+      requestTimeouts: this.#deadlines.expired,
+      pendingRequests: this.#pending.size,
+      queuedMessages: this.#queuedMessages,
+      queuedBytes: this.#queuedBytes,
+      servers,
+    };
   }
 
   /**
@@ -666,6 +753,46 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   request(data: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
+    const trace = channels?.request;
+    if (trace !== undefined && tracing(trace)) {
+      return this.#traceRequest(trace, data, options);
+    }
+    return this.#request(data, options);
+  }
+
+  #traceRequest(
+    trace: Trace,
+    data: Uint8Array,
+    options: RequestOptions,
+  ): Promise<Uint8Array> {
+    const context: RequestContext = {
+      client: this,
+      uuid: randomUuid(this.#protocol),
+      size: data instanceof Uint8Array ? data.length : 0,
+    };
+    const reply = traceSync(
+      trace,
+      context,
+      () => this.#request(data, options, context.uuid),
+    );
+    reply.then((payload) => {
+      context.replySize = payload.length;
+      trace.asyncStart.publish(context);
+      trace.asyncEnd.publish(context);
+    }, (error) => {
+      context.error = error;
+      trace.error.publish(context);
+      trace.asyncStart.publish(context);
+      trace.asyncEnd.publish(context);
+    });
+    return reply;
+  }
+
+  #request(
+    data: Uint8Array,
+    options: RequestOptions,
+    tracedUuid?: string,
+  ): Promise<Uint8Array> {
     if (!(data instanceof Uint8Array)) {
       return Promise.reject(
         new TypeError(`Invalid data ${quote(data)}: expected a Uint8Array`),
@@ -687,7 +814,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const uuid = randomUuid(this.#protocol);
+    const uuid = tracedUuid ?? randomUuid(this.#protocol);
     return new Promise<Uint8Array>((resolve, reject) => {
       const request = new PendingRequest(
         uuid,
@@ -867,9 +994,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     const size = frame.payload.length + headerSize(this.#protocol);
     const limit = this.#connectionOptions.maxBufferedBytes;
     if (this.#queuedBytes > 0 && this.#queuedBytes + size > limit) {
+      this.#queueRefusals++;
       throw new BufferFullError(this.#queuedBytes, limit, size);
     }
     if (this.#queuedMessages >= this.#maxQueuedMessages) {
+      this.#queueRefusals++;
       throw new BufferFullError(
         this.#queuedMessages,
         this.#maxQueuedMessages,
@@ -892,6 +1021,23 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#queuedMessages++;
     this.#queuedBytes += size;
     return queued;
+  }
+
+  #publish(
+    channel: Channel,
+    link: Link,
+    framed: FramedConnection | undefined,
+    extra: object,
+  ): void {
+    channel.publish({
+      side: "client",
+      client: this,
+      server: link.server,
+      host: link.address.host,
+      port: link.address.port,
+      remoteAddr: framed?.remoteAddr,
+      ...extra,
+    });
   }
 
   /** Notes that `request` went out on `conn`, starting at `offset`. */
@@ -957,8 +1103,12 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
           this.#connectionOptions,
           {
             frame: (frame) => this.#receive(frame, conn),
-            protocolError: (error) =>
-              this[emit]("exception", error, link.server),
+            protocolError: (error) => {
+              if (channels?.protocolError.hasSubscribers) {
+                this.#publish(channels.protocolError, link, framed, { error });
+              }
+              this[emit]("exception", error, link.server);
+            },
             closed: (error) => conn && this.#lost(conn, error),
           },
         );
@@ -985,6 +1135,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       () => this.#opened(conn!),
       (error) => {
         if (this.#closing) return;
+        link.connectFailures++;
+        if (channels?.failed.hasSubscribers) {
+          this.#publish(channels.failed, link, undefined, { error });
+        }
         this[emit]("exception", error, link.server);
         this.#scheduleReconnect(link);
       },
@@ -1005,6 +1159,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
     link.conn = conn;
     link.attempt = 0;
+    link.connectionsTotal++;
     this.#conns.add(conn);
     this.#ready.push(link);
     // First, before anything queued: the server answers it if it can tell
@@ -1035,6 +1190,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     if (this.#tickMs !== undefined && this.#tickTimer === undefined) {
       this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
     }
+    if (channels?.opened.hasSubscribers) {
+      this.#publish(channels.opened, link, framed, {});
+    }
     this[emit]("connected", link.server);
   }
 
@@ -1048,6 +1206,13 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #lost(conn: Conn, error: unknown): void {
     if (!this.#conns.delete(conn)) return;
     const link = conn.link;
+    link.traffic.add(conn.framed);
+    if (channels?.closed.hasSubscribers) {
+      this.#publish(channels.closed, link, conn.framed, {
+        error,
+        stats: trafficOf(conn.framed),
+      });
+    }
     if (link.conn === conn) this.#unready(link);
     if (this.#conns.size === 0) {
       clearInterval(this.#tickTimer);
@@ -1147,7 +1312,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     if (typeof delay !== "number" || !(delay >= 0) || delay === Infinity) {
       delay = reconnectDelay(link.attempt);
     }
-    link.reconnectTimer = setTimeout(() => this.#connect(link), delay);
+    link.reconnectTimer = setTimeout(() => {
+      link.reconnects++;
+      this.#connect(link);
+    }, delay);
   }
 
   #receive(frame: Frame, conn: Conn | undefined): void {
@@ -1186,6 +1354,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       if (framed.closed) continue;
       framed.stamp(now);
       if (now - framed.lastProgress >= timeoutMs) {
+        conn.link.timeouts++;
         this[emit](
           "exception",
           new TimeoutError(
@@ -1229,5 +1398,15 @@ function clientDetail(type: keyof ClientEvents, args: unknown[]): unknown {
       return args[0];
     default:
       return null;
+  }
+}
+
+/** Adds `more`'s numeric fields to `into`'s (the fields `into` has). */
+function addCounts<T extends object>(into: T, more: object): void {
+  const target = into as Record<string, unknown>;
+  for (const [key, value] of Object.entries(more)) {
+    if (typeof value === "number" && typeof target[key] === "number") {
+      target[key] = (target[key] as number) + value;
+    }
   }
 }

@@ -52,6 +52,13 @@ export {
   type ServerOptions,
   type ServerSocket,
 } from "./server.ts";
+export type {
+  ClientServerStats,
+  ClientStats,
+  ConnectionStats,
+  ServerStats,
+  TrafficStats,
+} from "./stats.ts";
 export type { Message, SendOptions } from "./message.ts";
 export type {
   Accept,

@@ -50,6 +50,17 @@ import { inNetworks } from "./_ip.ts";
 import { quote } from "./_quote.ts";
 import type { ProxyHeader } from "./proxy_protocol.ts";
 import { checkServerTls } from "./transport/_tls.ts";
+import type { ConnectionStats, ServerStats } from "./stats.ts";
+import type { MessageContext } from "./diagnostics.ts";
+import { trafficOf, TrafficTotals } from "./_stats.ts";
+import {
+  type Channel,
+  channels,
+  loadChannels,
+  type Trace,
+  traceSync,
+  tracing,
+} from "./_diagnostics.ts";
 import type {
   ConnectionHandler,
   NetAddress,
@@ -215,6 +226,8 @@ export interface ServerSocket {
   drained(): Promise<void>;
   /** Closes the connection after buffered frames go out (within the grace period). */
   close(): Promise<void>;
+  /** This connection's counters (a fresh object each call). */
+  stats(): ConnectionStats;
 }
 
 /**
@@ -275,6 +288,7 @@ class Connection implements ServerSocket {
   readonly framed: FramedConnection;
   /** Whether `connected` was emitted, so `closed` is only emitted after it. */
   announced = false;
+  readonly openedAt: number = performance.now();
   readonly #protocol: ProtocolVersion;
   readonly #graceMs: number;
   /** With `proxyProtocol`, once the header is in. */
@@ -348,6 +362,10 @@ class Connection implements ServerSocket {
     const grace = gracePeriod(this.#graceMs);
     return this.framed.close(grace.over).finally(grace.end);
   }
+
+  stats(): ConnectionStats {
+    return { ...trafficOf(this.framed), openedAt: this.openedAt };
+  }
 }
 
 /**
@@ -380,6 +398,13 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   };
   readonly #transport: Transport;
   readonly #connections = new Set<Connection>();
+  /** Traffic of the connections that have closed. */
+  readonly #closedTraffic = new TrafficTotals();
+  #connectionsTotal = 0;
+  #connectionsRefused = 0;
+  #timeouts = 0;
+  /** The traced `data` dispatch under way, if any. */
+  #tracedMessage: MessageContext | undefined;
   #listener: TransportListener | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
@@ -405,8 +430,15 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   constructor(options: ServerOptions) {
     super({
       detail: serverDetail,
-      listenerFailed: (_type, args, error) => {
+      listenerFailed: (type, args, error) => {
         const socket = args[0] instanceof Connection ? args[0] : undefined;
+        const traced = this.#tracedMessage;
+        if (
+          type === "data" && traced !== undefined && traced.error === undefined
+        ) {
+          traced.error = error;
+          channels?.message.error.publish(traced);
+        }
         this[emit]("exception", socket, error);
       },
     });
@@ -490,6 +522,37 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   }
 
   /**
+   * The server's counters: connections, and messages, bytes and PINGs each
+   * way summed over every connection it has had. A fresh object each call,
+   * costing a loop over the open connections (read it every few seconds, not
+   * per message); `socket.stats()` gives one connection's.
+   *
+   * @returns The counters; see {@linkcode ServerStats}.
+   *
+   * @example
+   * ```ts
+   * import { Server } from "@qtk/tcp-framework";
+   * import assert from "node:assert";
+   * await using server = new Server({ host: "127.0.0.1", port: 0 });
+   * await server.start();
+   * const { connectionsOpen, messagesIn, bytesOut } = server.stats();
+   * assert.deepEqual([connectionsOpen, messagesIn, bytesOut], [0, 0, 0]);
+   * ```
+   */
+  stats(): ServerStats {
+    const traffic = this.#closedTraffic.with(
+      Array.from(this.#connections, (connection) => connection.framed),
+    );
+    return {
+      connectionsOpen: this.#connections.size,
+      connectionsTotal: this.#connectionsTotal,
+      connectionsRefused: this.#connectionsRefused,
+      timeouts: this.#timeouts,
+      ...traffic,
+    };
+  }
+
+  /**
    * Starts listening, then emits `started`.
    *
    * @returns Resolves once listening.
@@ -513,6 +576,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   }
 
   async #start(): Promise<void> {
+    // Loaded beside the listen, so no connection comes before the channels.
+    const diagnostics = loadChannels();
     try {
       this.#listener = await this.#transport.listen(
         { hostname: this.host, port: this.#port },
@@ -532,6 +597,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         { cause: error },
       );
     }
+    await diagnostics;
     this.#stopping = undefined;
     // maxConnectionAge is checked by the liveness tick, at most a tenth of
     // the age late.
@@ -619,6 +685,10 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   }
 
   async #stop(listener: TransportListener): Promise<void> {
+    const drain = channels?.drain;
+    if (drain?.hasSubscribers) {
+      drain.publish({ server: this, connections: this.#connections.size });
+    }
     const deadline = performance.now() + this.#graceMs;
     // The listener is closed first, the notice sent only then: a client that
     // reconnects on it must find the port closed, not land in the backlog of
@@ -693,21 +763,39 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       this.#graceMs,
       {
         frame: (frame) => this.#receive(connection, frame),
-        protocolError: (error) => this[emit]("exception", connection, error),
+        protocolError: (error) => {
+          if (channels?.protocolError.hasSubscribers) {
+            this.#publish(channels.protocolError, connection, { error });
+          }
+          this[emit]("exception", connection, error);
+        },
         closed: (error) => {
           this.#connections.delete(connection);
+          this.#closedTraffic.add(connection.framed);
           if (this.#connections.size === 0 && this.#emptied) {
             const emptied = this.#emptied;
             this.#emptied = undefined;
             queueMicrotask(emptied);
           }
-          if (!connection.announced) return;
+          if (!connection.announced) {
+            if (error !== undefined && channels?.failed.hasSubscribers) {
+              this.#publish(channels.failed, connection, { error });
+            }
+            return;
+          }
+          if (channels?.closed.hasSubscribers) {
+            this.#publish(channels.closed, connection, {
+              error,
+              stats: connection.stats(),
+            });
+          }
           if (error !== undefined) this[emit]("exception", connection, error);
           this[emit]("closed", connection);
         },
       },
     );
     this.#connections.add(connection);
+    this.#connectionsTotal++;
     if (this.#maxAgeMs !== undefined) {
       connection.ageDeadline = performance.now() +
         this.#maxAgeMs * (0.9 + Math.random() * 0.2);
@@ -718,9 +806,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       this.#drain(connection, this.#stopDeadline);
     }
     if (this.#connections.size > this.#maxConnections) {
+      this.#connectionsRefused++;
       connection.framed.close();
-      this[emit](
-        "exception",
+      this.#refused(
         connection,
         new ConnectionLimitError(this.#maxConnections),
       );
@@ -736,7 +824,28 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #announce(connection: Connection): void {
     if (connection.closed) return;
     connection.announced = true;
+    if (channels?.opened.hasSubscribers) {
+      this.#publish(channels.opened, connection, {});
+    }
     this[emit]("connected", connection);
+  }
+
+  /** Reports a connection closed before it was announced. */
+  #refused(connection: Connection, error: unknown): void {
+    if (channels?.failed.hasSubscribers) {
+      this.#publish(channels.failed, connection, { error });
+    }
+    this[emit]("exception", connection, error);
+  }
+
+  #publish(channel: Channel, connection: Connection, extra: object): void {
+    channel.publish({
+      side: "server",
+      server: this,
+      socket: connection,
+      remoteAddr: connection.remoteAddr,
+      ...extra,
+    });
   }
 
   /**
@@ -749,9 +858,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   ): ConnectionHandler {
     const peer = connection.framed.remoteAddr;
     if (policy.trusted && !inNetworks(peer.hostname, policy.trusted)) {
+      this.#connectionsRefused++;
       connection.framed.close();
-      this[emit](
-        "exception",
+      this.#refused(
         connection,
         new ProxyProtocolError(
           `Connection refused: ${peer.hostname} is not trusted to send a PROXY header`,
@@ -766,7 +875,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this.#announce(connection);
       },
       failed: (error) => {
-        this[emit]("exception", connection, error);
+        this.#refused(connection, error);
         connection.framed.close();
       },
     });
@@ -791,7 +900,32 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       return;
     }
     connection.dataIn++;
+    const trace = channels?.message;
+    if (trace !== undefined && tracing(trace)) {
+      this.#traceData(trace, connection, frame);
+      return;
+    }
     this[emit]("data", connection, { uuid: frame.uuid, data: frame.payload });
+  }
+
+  #traceData(trace: Trace, connection: Connection, frame: Frame): void {
+    const context: MessageContext = {
+      server: this,
+      socket: connection,
+      uuid: frame.uuid,
+      size: frame.payload.length,
+    };
+    const outer = this.#tracedMessage;
+    this.#tracedMessage = context;
+    try {
+      traceSync(trace, context, () =>
+        this[emit]("data", connection, {
+          uuid: frame.uuid,
+          data: frame.payload,
+        }));
+    } finally {
+      this.#tracedMessage = outer;
+    }
   }
 
   #tick(): void {
@@ -807,6 +941,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       }
       framed.stamp(now);
       if (now - framed.lastProgress >= timeoutMs) {
+        this.#timeouts++;
         this[emit](
           "exception",
           connection,
