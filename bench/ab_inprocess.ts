@@ -1,4 +1,4 @@
-// In-process A/B of the send and echo paths between two checkouts of this
+// In-process A/B of the encode, send, decode and echo paths between two checkouts of this
 // repository (for example `git worktree add /tmp/before main`):
 //
 //   deno run -A bench/ab_inprocess.ts /tmp/before .     (or: bun bench/ab_inprocess.ts …)
@@ -82,6 +82,16 @@ function workloads(side: Side): Work[] {
       async run() {
         for (let i = 0; i < BATCH; i++) connection.sendData(uuid, payload);
         await connection.drained();
+      },
+    });
+    const decoder = new side.codec.FrameDecoder();
+    works.push({
+      name: `decode ${BATCH} x ${size} B`,
+      frames: BATCH,
+      run() {
+        decoder.push(chunk, (frame) => {
+          sink += frame.payload.length;
+        });
       },
     });
     works.push({
