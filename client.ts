@@ -303,6 +303,9 @@ class Conn {
   inFlight = 0;
   /** Its server said `going-away`: nothing more is written on it. */
   leaving = false;
+  /** The server answered its hello: messages may be written on it. */
+  greeted = false;
+  helloTimer: ReturnType<typeof setTimeout> | undefined;
   lastPing = performance.now();
 
   constructor(readonly framed: FramedConnection, readonly link: Link) {}
@@ -373,6 +376,12 @@ class PendingRequest implements Deadline {
     );
   }
 }
+
+/**
+ * How long a new connection waits for the server's answer to its hello
+ * before messages are written on it anyway (a server that answers no PING).
+ */
+const HELLO_WAIT_MS = 1000;
 
 /** `"host:port"` (`"[v6]:port"`) of an address. */
 function serverName(address: ServerAddress): string {
@@ -919,6 +928,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       link.attemptAbort?.abort(closed);
     }
     await Promise.all(this.#links.map((link) => link.connecting));
+    for (const conn of this.#conns) clearTimeout(conn.helloTimer);
     clearInterval(this.#tickTimer);
     this.#tickTimer = undefined;
     if (this.#conns.size === 0) return;
@@ -1157,14 +1167,36 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       if (!this.#closing) this.#scheduleReconnect(link);
       return;
     }
-    link.conn = conn;
-    link.attempt = 0;
     link.connectionsTotal++;
     this.#conns.add(conn);
-    this.#ready.push(link);
-    // First, before anything queued: the server answers it if it can tell
-    // this client to go away (a 3.x server echoes it).
+    if (channels?.opened.hasSubscribers) {
+      this.#publish(channels.opened, link, framed, {});
+    }
+    // Nothing else is written until the server answers (ours with
+    // hello-ack, a 3.x or 2.x one with its echo): a connection the system
+    // completed but no server will read (in the backlog of a listener about
+    // to close, or a load balancer with no backend) then loses nothing.
     framed.send(controlFrame("hello", this.#protocol));
+    conn.helloTimer = setTimeout(() => this.#greeted(conn), HELLO_WAIT_MS);
+    conn.lastPing = performance.now();
+    if (this.#tickMs !== undefined && this.#tickTimer === undefined) {
+      this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
+    }
+  }
+
+  /** The server answered the hello (or took too long to): messages may flow. */
+  #greeted(conn: Conn): void {
+    clearTimeout(conn.helloTimer);
+    conn.helloTimer = undefined;
+    if (conn.greeted || conn.leaving || conn.framed.closed || this.#closing) {
+      return;
+    }
+    conn.greeted = true;
+    const link = conn.link;
+    const framed = conn.framed;
+    link.conn = conn;
+    link.attempt = 0;
+    this.#ready.push(link);
     const queue = this.#queue;
     this.#emptyQueue();
     for (const queued of queue) {
@@ -1186,13 +1218,6 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         (error) => waiters.forEach((waiter) => waiter.reject(error)),
       );
     }
-    conn.lastPing = performance.now();
-    if (this.#tickMs !== undefined && this.#tickTimer === undefined) {
-      this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
-    }
-    if (channels?.opened.hasSubscribers) {
-      this.#publish(channels.opened, link, framed, {});
-    }
     this[emit]("connected", link.server);
   }
 
@@ -1205,6 +1230,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 
   #lost(conn: Conn, error: unknown): void {
     if (!this.#conns.delete(conn)) return;
+    clearTimeout(conn.helloTimer);
     const link = conn.link;
     link.traffic.add(conn.framed);
     if (channels?.closed.hasSubscribers) {
@@ -1221,8 +1247,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     if (conn.inFlight > 0) this.#failover(conn, error);
     // No request left to time out: no timer either.
     if (this.#pending.size === 0) this.#deadlines.clear();
+    // `closed` only follows `connected`; a connection lost before its
+    // server answered is a failed attempt, reported as one.
+    if (!conn.greeted && error === undefined && !this.#closing) {
+      error = new ClosedError(
+        `Connection to ${link.server} closed before the server answered`,
+      );
+    }
     if (error !== undefined) this[emit]("exception", error, link.server);
-    this[emit]("closed", link.server);
+    if (conn.greeted) this[emit]("closed", link.server);
     // One told to go away has its successor under way already.
     if (!conn.leaving && !this.#closing) this.#scheduleReconnect(link);
   }
@@ -1279,14 +1312,17 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     try {
       conn.framed.send(controlFrame("done-writing", this.#protocol));
     } catch { /* full: the server closes it at the end of its grace period */ }
+    clearTimeout(conn.helloTimer);
     const link = conn.link;
-    if (link.conn === conn) {
-      this.#unready(link);
-      // Without reconnect, what is sent from now on waits in the queue.
-      if (!this.#closing && this.#reconnect) {
-        link.attempt = 0;
-        this.#connect(link);
-      }
+    if (link.conn === conn) this.#unready(link);
+    // Its successor, at once (without reconnect, what is sent from now on
+    // waits in the queue).
+    if (
+      !this.#closing && this.#reconnect && link.conn === undefined &&
+      link.connecting === undefined && link.reconnectTimer === undefined
+    ) {
+      link.attempt = 0;
+      this.#connect(link);
     }
     if (conn.inFlight === 0) this.#leave(conn);
   }
@@ -1322,14 +1358,16 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     // The client never answers a PING: if both sides echoed, one PING
     // would bounce forever.
     if (frame.sign !== SIGN_DATA) {
-      if (
-        conn !== undefined &&
-        controlKind(frame.uuid, this.#protocol) === "going-away"
-      ) {
-        this.#goAway(conn);
-      }
+      if (conn === undefined) return;
+      const kind = controlKind(frame.uuid, this.#protocol);
+      if (kind === "going-away") this.#goAway(conn);
+      else if (
+        !conn.greeted && (kind === "hello-ack" || kind === "hello")
+      ) this.#greeted(conn);
       return;
     }
+    // A server that speaks first is there too.
+    if (conn !== undefined && !conn.greeted) this.#greeted(conn);
     // Hashing a fresh 36-character key costs more than the rest of a `send`
     // reply's path: look only when some request waits.
     const request = this.#pending.size > 0

@@ -128,7 +128,7 @@ test("servers: one down holds up none of the others; its failures name it", asyn
 });
 
 /**
- * A server that reads requests and never answers, so they stay in flight;
+ * A server that reads requests and never answers them, so they stay in flight;
  * `cut()` ends every connection at once, as a dead process would.
  */
 async function blackHole() {
@@ -143,6 +143,8 @@ async function blackHole() {
         received: (chunk) =>
           decoder.push(chunk, (frame) => {
             if (frame.sign === SIGN_DATA) requests++;
+            // PINGs echoed, as any server does.
+            else void connection.write(encodeFrame(frame))?.catch(() => {});
           }),
         ended: () => open.delete(connection),
       };
@@ -339,6 +341,67 @@ test("servers: a 3.x-like server (echoes every PING, as 3.0.1 does) in the list 
     await client.close();
     await ours.stop();
     await old.close();
+    for (const connection of open) connection.close();
+    await until(() => open.size === 0, 2000, "closed");
+  }
+});
+
+test("a connection closed before the server answers its hello loses nothing: nothing but the hello was written on it", async () => {
+  // Its first 3 connections are closed 30 ms after they open, unread (as the
+  // system resets those in the backlog of a listener that closes, or a load
+  // balancer with no backend closes them); later ones are served as a 3.x
+  // server would (every frame echoed).
+  const open = new Set<TransportConnection>();
+  const received: number[] = [];
+  let accepted = 0;
+  const listener = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    (connection) => {
+      open.add(connection);
+      const serve = ++accepted > 3;
+      const timer = serve
+        ? undefined
+        : setTimeout(() => connection.close(), 30);
+      const decoder = new FrameDecoder();
+      return {
+        received: (chunk) => {
+          if (!serve) return;
+          decoder.push(chunk, (frame) => {
+            if (frame.sign === SIGN_DATA && frame.payload[0] === 1) {
+              received.push(frame.payload[1]);
+            } else void connection.write(encodeFrame(frame))?.catch(() => {});
+          });
+        },
+        ended: () => {
+          clearTimeout(timer);
+          open.delete(connection);
+        },
+      };
+    },
+  );
+  const client = new Client({
+    host: HOST,
+    port: listener.addr.port,
+    reconnect: () => 10,
+  });
+  const failures: unknown[] = [];
+  client.on("exception", (error) => failures.push(error));
+  try {
+    const requests = Array.from(
+      { length: 20 },
+      (_, i) => client.request(new Uint8Array([0, i]), { timeout: 5000 }),
+    );
+    for (let i = 0; i < 100; i++) {
+      client.send({ uuid: crypto.randomUUID(), data: new Uint8Array([1, i]) });
+    }
+    assert.equal((await Promise.all(requests)).length, 20);
+    await until(() => received.length === 100, 3000, "100 messages");
+    assert.deepEqual(received, Array.from({ length: 100 }, (_, i) => i));
+    // Each closed connection was reported as a failed attempt.
+    assert.equal(failures.length, 3);
+  } finally {
+    await client.close();
+    await listener.close();
     for (const connection of open) connection.close();
     await until(() => open.size === 0, 2000, "closed");
   }
