@@ -16,7 +16,6 @@ import {
 } from "./_helpers.ts";
 import {
   Client,
-  ClosedError,
   Server,
   type ServerSocket,
   TimeoutError,
