@@ -14,12 +14,7 @@ import {
   patterned,
   until,
 } from "./_helpers.ts";
-import {
-  Client,
-  Server,
-  type ServerSocket,
-  TimeoutError,
-} from "../mod.ts";
+import { Client, Server, type ServerSocket, TimeoutError } from "../mod.ts";
 import {
   runtimeTransport,
   type TransportConnection,
