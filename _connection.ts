@@ -491,20 +491,24 @@ export class FramedConnection implements ConnectionHandler {
       assertUuid(uuid, this.#protocol); // throws the TypeError
     }
     // Taken only now that nothing can refuse the frame.
-    const taken = transfer ? takePayload(payload) : undefined;
-    if (taken !== undefined) payload = taken;
+    let owned = false;
+    if (transfer) {
+      const taken = takePayload(payload);
+      if (taken !== undefined) {
+        payload = taken;
+        owned = true;
+      }
+    }
     let queued = size;
-    const direct = start === 0 && buffered === 0 && !this.#writing &&
-      this.#transport.writeNow !== undefined;
     if (!large) {
       out.set(payload, start + this.#headerSize);
       this.#outUsed = start + size;
-    } else if (taken !== undefined) {
-      queued = this.#queueOwned(out, start, payload, direct);
-    } else if (direct) {
-      queued = this.#writeNow(out, payload);
     } else {
-      this.#outUsed = this.#spread(payload, start + this.#headerSize);
+      const direct = start === 0 && buffered === 0 && !this.#writing &&
+        this.#transport.writeNow !== undefined;
+      if (owned) queued = this.#queueOwned(out, start, payload, direct);
+      else if (direct) queued = this.#writeNow(out, payload);
+      else this.#outUsed = this.#spread(payload, start + this.#headerSize);
     }
     this.#sentSinceStamp = true;
     this.#acceptedTotal += size;
