@@ -940,7 +940,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this.#drain(connection, now + this.#graceMs);
       }
       framed.stamp(now);
-      if (now - framed.lastProgress >= timeoutMs) {
+      // A client that said done-writing sends nothing more, by promise: its
+      // silence is not a failure (the drain's deadline bounds it).
+      if (now - framed.lastProgress >= timeoutMs && !connection.doneWriting) {
         this.#timeouts++;
         this[emit](
           "exception",

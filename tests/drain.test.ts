@@ -166,3 +166,31 @@ test("maxConnectionAge: the client is told to go away, reconnects, and no reques
   // 1.2 s at 0.27-0.33 s a connection: the first plus at least 2 more.
   assert.ok(connects >= 3, `${connects} connections`);
 });
+
+test("stop(): a handler slower than the server's timeout still answers a client that said done-writing", async () => {
+  const server = new Server({
+    host: HOST,
+    port: 0,
+    timeout: 0.3,
+    heartbeat: 0.1,
+    gracePeriod: 5,
+  });
+  server.on("data", (socket, message) => {
+    setTimeout(() => !socket.closed && socket.send(message), 800);
+  });
+  await server.start();
+  const client = new Client({
+    host: HOST,
+    port: server.port,
+    reconnect: false,
+  });
+  try {
+    await next(client, "connected");
+    const reply = client.request(new Uint8Array([9]), { timeout: 3000 });
+    await sleep(50);
+    await server.stop();
+    assert.deepEqual(await reply, new Uint8Array([9]));
+  } finally {
+    await client.close();
+  }
+});
