@@ -154,8 +154,10 @@ test("stats: a client over several servers has an entry per server", async () =>
   });
   client.on("exception", () => {});
   try {
+    // Connected: open, and the server answered the hello (only then do
+    // messages go to it).
     await until(
-      () => client.stats().connectionsOpen === 2,
+      () => client.stats().servers.filter((s) => s.connected).length === 2,
       5000,
       "two connections",
     );
