@@ -158,7 +158,9 @@ export interface Workers {
   /**
    * Drains and stops every worker (SIGTERM; SIGKILL after `stopTimeout`) and
    * stops restarting them. Resolves once all have exited, with true if every
-   * one exited on its own with code 0. Calling it again returns the same.
+   * one exited on its own with code 0 (a worker still loading its modules,
+   * before its `stopOnSignal`, dies of the SIGTERM: it had nothing to drain,
+   * but it counts as unclean). Calling it again returns the same.
    */
   stop(): Promise<boolean>;
   /** `stop()`, for `await using`. */
