@@ -307,6 +307,7 @@ class Conn {
   greeted = false;
   helloTimer: ReturnType<typeof setTimeout> | undefined;
   lastPing = performance.now();
+  readonly openedAt = this.lastPing;
 
   constructor(readonly framed: FramedConnection, readonly link: Link) {}
 }
@@ -382,6 +383,12 @@ class PendingRequest implements Deadline {
  * before messages are written on it anyway (a server that answers no PING).
  */
 const HELLO_WAIT_MS = 1000;
+
+/**
+ * A connection told to go away after serving this long is replaced at once;
+ * a younger one after the reconnect backoff.
+ */
+const STEADY_MS = 250;
 
 /** `"host:port"` (`"[v6]:port"`) of an address. */
 function serverName(address: ServerAddress): string {
@@ -1315,14 +1322,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     clearTimeout(conn.helloTimer);
     const link = conn.link;
     if (link.conn === conn) this.#unready(link);
-    // Its successor, at once (without reconnect, what is sent from now on
-    // waits in the queue).
+    // Its successor, at once if this one served a while, else after the
+    // backoff: a server that sends every connection away (a tiny
+    // maxConnectionAge) must not get a connection storm. Without reconnect,
+    // what is sent from now on waits in the queue.
     if (
       !this.#closing && this.#reconnect && link.conn === undefined &&
       link.connecting === undefined && link.reconnectTimer === undefined
     ) {
-      link.attempt = 0;
-      this.#connect(link);
+      if (performance.now() - conn.openedAt >= STEADY_MS) {
+        link.attempt = 0;
+        this.#connect(link);
+      } else this.#scheduleReconnect(link);
     }
     if (conn.inFlight === 0) this.#leave(conn);
   }

@@ -194,3 +194,26 @@ test("stop(): a handler slower than the server's timeout still answers a client 
     await client.close();
   }
 });
+
+test("maxConnectionAge far too small: the client reconnects after its backoff, not in a storm, and requests still succeed", async () => {
+  await using server = new Server({
+    host: HOST,
+    port: 0,
+    maxConnectionAge: 0.02,
+  });
+  server.on("data", (socket, message) => socket.send(message));
+  await server.start();
+  await using client = new Client({ host: HOST, port: server.port });
+  let connects = 0;
+  client.on("connected", () => connects++);
+  await next(client, "connected");
+  const began = performance.now();
+  let answered = 0;
+  while (performance.now() - began < 1000) {
+    await client.request(new Uint8Array([1]), { timeout: 3000 });
+    answered++;
+  }
+  assert.ok(answered > 0);
+  // 20 ms connections replaced at once would make about 50 in this second.
+  assert.ok(connects <= 10, `${connects} connections in 1 s`);
+});
