@@ -270,3 +270,32 @@ test("tls: invalid options throw a TypeError naming the option", () => {
     });
   }
 });
+
+test("tls: stop() drains a TLS connection too: requests in flight and send()s written before the notice all arrive", async () => {
+  const server = new Server({ host: HOST, port: 0, tls: { cert, key } });
+  const received: number[] = [];
+  server.on("data", (socket, { uuid, data }) => {
+    received.push(data[1]);
+    if (data[0] === 0) {
+      setTimeout(() => !socket.closed && socket.send({ uuid, data }), 100);
+    }
+  });
+  await server.start();
+  const client = new Client({ host: HOST, port: server.port, tls: { ca } });
+  client.on("exception", () => {}); // refused reconnects after the stop
+  try {
+    await next(client, "connected");
+    const replies = Array.from(
+      { length: 20 },
+      (_, i) => client.request(new Uint8Array([0, i]), { timeout: 5000 }),
+    );
+    for (let i = 20; i < 40; i++) {
+      client.send({ uuid: crypto.randomUUID(), data: new Uint8Array([1, i]) });
+    }
+    await server.stop();
+    assert.equal((await Promise.all(replies)).length, 20);
+    assert.deepEqual(received, Array.from({ length: 40 }, (_, i) => i));
+  } finally {
+    await client.close();
+  }
+});
