@@ -21,7 +21,12 @@
 
 import { FrameTooLargeError, ProtocolError } from "./errors.ts";
 import { quote } from "./_quote.ts";
-import { allocUnsafe, latin1Slice, slowDataView } from "./transport/_bytes.ts";
+import {
+  allocUnsafe,
+  latin1Slice,
+  PayloadArray,
+  slowDataView,
+} from "./transport/_bytes.ts";
 
 /** Sign byte of a heartbeat frame. @example `frame.sign === SIGN_PING` */
 export const SIGN_PING = 0x01;
@@ -460,8 +465,9 @@ export interface DecoderOptions {
 
 /**
  * Incremental frame decoder: push byte chunks as they arrive, get whole frames
- * back through a callback. A payload that arrives within one chunk is a
- * zero-copy `subarray` view of it; one split across chunks is copied once into
+ * back through a callback. Payloads are `Buffer`s on Node.js and plain
+ * `Uint8Array`s on Deno and Bun. A payload that arrives within one chunk is a
+ * zero-copy view of it; one split across chunks is copied once into
  * memory of its own (a large one as its bytes arrive, where a transport that
  * reads into {@linkcode FrameDecoder.readTarget} skips even that copy). Work is
  * linear in the bytes pushed.
@@ -629,22 +635,29 @@ export class FrameDecoder {
             this.#readHeader(this.#header, 0, undefined);
           }
           if (this.#payloadLength === 0) {
-            this.#emit(new Uint8Array(0), onFrame);
+            this.#emit(new PayloadArray(0), onFrame);
           }
           continue;
         }
         const missing = this.#payloadLength - this.#partsBytes;
         if (this.#partsBytes === 0 && length - at >= missing) {
           at += missing;
-          // On V8 a view made from the buffer costs about half a subarray.
+          // On V8 a view made from the buffer costs about half a subarray,
+          // and is of the runtime's payload class whatever the chunk's class.
           this.#emit(
             view !== undefined
-              ? new Uint8Array(
+              ? new PayloadArray(
                 view.buffer,
                 view.byteOffset + at - missing,
                 missing,
               )
-              : chunk.subarray(at - missing, at),
+              : slowDataView
+              ? chunk.subarray(at - missing, at)
+              : new PayloadArray(
+                chunk.buffer,
+                chunk.byteOffset + at - missing,
+                missing,
+              ),
             onFrame,
           );
           continue;
@@ -1086,7 +1099,7 @@ function join(
 ): Uint8Array {
   const joined = allocUnsafe !== undefined
     ? allocUnsafe(capacity)
-    : new Uint8Array(capacity);
+    : new PayloadArray(capacity);
   let at = 0;
   for (const part of parts) {
     joined.set(part, at);

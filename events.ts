@@ -272,12 +272,14 @@ export class TypedEventTarget<
   ): void {
     try {
       // Without a spread in the common cases (`data` fires once per frame).
-      const call = fn as (...args: unknown[]) => unknown;
+      // `this` is the target, as with an EventEmitter and an EventTarget:
+      // 3.x code answers with `this.send(socket, …)` from a `function`.
+      const call = fn as (this: unknown, ...args: unknown[]) => unknown;
       const result = callArgs.length === 2
-        ? call(callArgs[0], callArgs[1])
+        ? call.call(this, callArgs[0], callArgs[1])
         : callArgs.length === 1
-        ? call(callArgs[0])
-        : call(...callArgs);
+        ? call.call(this, callArgs[0])
+        : call.apply(this, callArgs);
       if (
         result !== undefined && result !== null &&
         typeof (result as PromiseLike<unknown>).then === "function"

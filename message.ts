@@ -23,7 +23,14 @@ import { quote } from "./_quote.ts";
 export interface Message {
   /** 36 ASCII characters (32 under protocol 2), canonically a UUID with dashes. */
   uuid: string;
-  /** The payload. A Node.js `Buffer` is a `Uint8Array`, so it works too. */
+  /**
+   * The payload. Any `Uint8Array` may be sent (a Node.js `Buffer` is one).
+   * Received payloads are `Buffer`s on Node.js (so 3.x code's
+   * `data.toString("utf8")` works) and plain `Uint8Array`s on Deno and Bun
+   * (decode them with `TextDecoder`). Either may be a view of a larger read
+   * buffer: copy with `new Uint8Array(data)` to keep one apart from it
+   * (`Buffer`'s `slice()` does not copy).
+   */
   data: Uint8Array;
 }
 

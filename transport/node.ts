@@ -47,12 +47,8 @@ class NodeConnection implements TransportConnection {
 
   attach(handler: ConnectionHandler): void {
     const socket = this.#socket;
-    socket.on("data", (chunk: Uint8Array) => {
-      // A plain Uint8Array view, like the other runtimes hand out.
-      handler.received(
-        new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
-      );
-    });
+    // Node's chunks are Buffers already, as the payloads made from them are.
+    socket.on("data", (chunk: Uint8Array) => handler.received(chunk));
     socket.on("error", (error) => {
       if (!this.#closing) this.#failure ??= error;
     });
