@@ -333,3 +333,93 @@ export class ProxyProtocolError extends ProtocolError {
     this.reason = reason;
   }
 }
+
+/** What a {@linkcode NetworkError} was doing when it failed. */
+export type NetworkOperation = "listen" | "connect" | "connection";
+
+/**
+ * A socket failed: listening (the address is in use, not local, not
+ * allowed), connecting (refused, unreachable) or an open connection (reset by
+ * the peer). The message names the address and the reason in the same words
+ * on Deno, Bun and Node.js, such as
+ * `Cannot listen on 127.0.0.1:7000: address in use (EADDRINUSE)`; `cause` is
+ * the runtime's own error.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { Client, NetworkError } from "@qtk/tcp-framework";
+ * await using client = new Client({ host: "127.0.0.1", port: 1, reconnect: false });
+ * const error = await new Promise((resolve) => client.once("exception", resolve));
+ * assert.ok(error instanceof NetworkError);
+ * assert.equal(error.code, "ECONNREFUSED");
+ * assert.match(error.message, /127\.0\.0\.1:1: connection refused/);
+ * ```
+ */
+export class NetworkError extends Error {
+  /** What failed: `listen`, `connect`, or an open `connection`. */
+  readonly operation: NetworkOperation;
+  /** The address listened on, connected to, or of the peer. */
+  readonly hostname: string;
+  /** The port listened on, connected to, or of the peer. */
+  readonly port: number;
+  /** The system error code, such as `"EADDRINUSE"` or `"ECONNREFUSED"`. */
+  readonly code: string;
+  /** The reason in words, such as `"address in use"`. */
+  readonly reason: string;
+
+  /**
+   * Creates the instance.
+   *
+   * @param operation What failed.
+   * @param address Where.
+   * @param code The system error code.
+   * @param options Standard error options: `cause` is the runtime's error.
+   */
+  constructor(
+    operation: NetworkOperation,
+    address: { hostname: string; port: number },
+    code: string,
+    options?: ErrorOptions,
+  ) {
+    const where = address.hostname.includes(":")
+      ? `[${address.hostname}]:${address.port}`
+      : `${address.hostname}:${address.port}`;
+    const reason = NETWORK_REASONS[code] ?? code;
+    super(
+      operation === "listen"
+        ? `Cannot listen on ${where}: ${reason} (${code})`
+        : operation === "connect"
+        ? `Cannot connect to ${where}: ${reason} (${code})`
+        : `Connection with ${where} failed: ${reason} (${code})`,
+      options,
+    );
+    this.name = "NetworkError";
+    this.operation = operation;
+    this.hostname = address.hostname;
+    this.port = address.port;
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/** The system error codes the runtimes report, in the words used for them. */
+const NETWORK_REASONS: Record<string, string> = {
+  EADDRINUSE: "address in use",
+  EADDRNOTAVAIL: "address not available",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset by peer",
+  ECONNABORTED: "connection aborted",
+  EPIPE: "connection closed by peer",
+  ETIMEDOUT: "timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ENETDOWN: "network down",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host name lookup failed",
+  EAI_NONAME: "host not found",
+  EMFILE: "too many open files",
+  ENFILE: "too many open files",
+};

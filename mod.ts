@@ -98,6 +98,8 @@ export {
   ConnectionLimitError,
   ConnectionLostError,
   FrameTooLargeError,
+  NetworkError,
+  type NetworkOperation,
   ProtocolError,
   ProxyProtocolError,
   type ProxyProtocolErrorReason,

@@ -37,6 +37,7 @@ import {
 import {
   ClosedError,
   ConnectionLimitError,
+  NetworkError,
   ProxyProtocolError,
   TimeoutError,
 } from "./errors.ts";
@@ -590,6 +591,8 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         },
       );
     } catch (error) {
+      // The transport names the address and reason of a socket error itself.
+      if (error instanceof NetworkError) throw error;
       throw new Error(
         `Cannot listen on ${this.host}:${this.#port}: ${
           (error as Error)?.message ?? error

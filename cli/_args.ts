@@ -5,14 +5,20 @@
  * @module
  */
 
-import { ClosedError, ProtocolError, TimeoutError } from "../errors.ts";
+import {
+  ClosedError,
+  NetworkError,
+  ProtocolError,
+  TimeoutError,
+} from "../errors.ts";
+import type { ProtocolVersion } from "../codec.ts";
 
 /**
  * The exit codes of the command-line tool, stable for scripts:
  * `OK` 0, `USAGE` 1 (bad command line), `CONNECTION` 2 (connection refused,
  * lost or failed, or the address cannot be bound), `TIMEOUT` 3 (no reply or no
  * connection in time), `PROTOCOL` 4 (the peer sent bytes that are not valid
- * frames, often a `--protocol` mismatch), `IO` 5 (a local file or stdin could
+ * frames), `IO` 5 (a local file or stdin could
  * not be read or written). Exported by `cli/main.ts`.
  *
  * @example
@@ -273,26 +279,60 @@ function isConnectionRefused(error: unknown): boolean {
 }
 
 /**
+ * What to suggest when a peer closes before the reply or never answers: a
+ * peer that speaks the other protocol does exactly that (a protocol 3 reader
+ * waits for the rest of a 2.x header; a 2.x server drops what it cannot parse).
+ *
+ * @param protocol The protocol the command spoke.
+ * @returns The hint, in parentheses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { protocolHint } from "./_args.ts";
+ * assert.equal(protocolHint(3), "(if the peer speaks protocol 2, add --protocol 2)");
+ * ```
+ */
+export function protocolHint(protocol: ProtocolVersion): string {
+  const other = protocol === 3 ? 2 : 3;
+  return `(if the peer speaks protocol ${other}, add --protocol ${other})`;
+}
+
+/**
  * Turns what a command threw into a {@linkcode CliError}: the exit code and a
- * one-line message that names the peer.
+ * one-line message that names the peer, with a `--protocol` hint where a
+ * protocol mismatch looks like that failure.
  *
  * @param error What was thrown.
  * @param peer `host:port` of the peer, for the message.
+ * @param protocol The protocol the command spoke, for the hint.
  * @returns The error to report.
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { toCliError } from "./_args.ts";
  * import { TimeoutError } from "../errors.ts";
- * console.assert(toCliError(new TimeoutError("no reply", 5), "127.0.0.1:7").code === 3);
+ * const error = toCliError(new TimeoutError("No reply within 5 ms", 5), "127.0.0.1:7", 3);
+ * assert.equal(error.code, 3);
+ * assert.equal(error.message, "timeout: no reply from 127.0.0.1:7 within 5 ms (if the peer speaks protocol 2, add --protocol 2)");
  * ```
  */
-export function toCliError(error: unknown, peer: string): CliError {
+export function toCliError(
+  error: unknown,
+  peer: string,
+  protocol: ProtocolVersion = 3,
+): CliError {
   if (error instanceof CliError) return error;
   if (error instanceof TimeoutError) {
+    const ms = Math.round(error.timeout);
     return new CliError(
       ExitCode.TIMEOUT,
-      `timeout: no reply from ${peer} within ${Math.round(error.timeout)} ms`,
+      /^not connected/i.test(error.message)
+        ? `timeout: not connected to ${peer} within ${ms} ms`
+        : `timeout: no reply from ${peer} within ${ms} ms ${
+          protocolHint(protocol)
+        }`,
       { cause: error },
     );
   }
@@ -300,14 +340,16 @@ export function toCliError(error: unknown, peer: string): CliError {
   if (protocolError) {
     return new CliError(
       ExitCode.PROTOCOL,
-      `protocol error from ${peer}: ${protocolError.message} (does the peer speak this --protocol?)`,
+      `protocol error from ${peer}: ${protocolError.message} ${
+        protocolHint(protocol)
+      }`,
       { cause: error },
     );
   }
   if (error instanceof ClosedError) {
     return new CliError(
       ExitCode.CONNECTION,
-      `connection to ${peer} closed before the reply`,
+      `connection to ${peer} closed before the reply ${protocolHint(protocol)}`,
       { cause: error },
     );
   }
@@ -318,9 +360,12 @@ export function toCliError(error: unknown, peer: string): CliError {
       { cause: error },
     );
   }
+  const network = findCause(error, NetworkError);
   return new CliError(
     ExitCode.CONNECTION,
-    `connection to ${peer} failed: ${oneLine(error)}`,
+    `connection to ${peer} failed: ${
+      network ? `${network.reason} (${network.code})` : oneLine(error)
+    }`,
     { cause: error },
   );
 }

@@ -127,7 +127,7 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
     try {
       await Promise.all(clients.map((client) => connected(client, timeout)));
     } catch (error) {
-      throw toCliError(protocolError ?? error, target.peer);
+      throw toCliError(protocolError ?? error, target.peer, target.protocol);
     }
     const worker = async (client: Client) => {
       while (running) {
@@ -235,7 +235,7 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
     );
   }
   if (firstError !== undefined) {
-    throw toCliError(protocolError ?? firstError, target.peer);
+    throw toCliError(protocolError ?? firstError, target.peer, target.protocol);
   }
   return ExitCode.OK;
 }

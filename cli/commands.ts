@@ -14,7 +14,12 @@ import {
   SIGN_DATA,
   SIGN_PING,
 } from "../codec.ts";
-import { ClosedError, ProtocolError, TimeoutError } from "../errors.ts";
+import {
+  ClosedError,
+  NetworkError,
+  ProtocolError,
+  TimeoutError,
+} from "../errors.ts";
 import { Server, type ServerSocket } from "../server.ts";
 import { serveWorkers } from "../workers.ts";
 import {
@@ -28,6 +33,7 @@ import {
   oneLine,
   parseArgs,
   type ParsedArgs,
+  protocolHint,
   protocolOption,
   toCliError,
   usage,
@@ -203,9 +209,13 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     await server.start();
   } catch (error) {
     stopInterrupts();
+    // The reason alone: the Server's message names the address too.
+    const reason = error instanceof NetworkError
+      ? `${error.reason} (${error.code})`
+      : oneLine((error as Error)?.cause ?? error);
     throw new CliError(
       ExitCode.CONNECTION,
-      `cannot listen on ${host}:${port}: ${oneLine(error)}`,
+      `cannot listen on ${host}:${port}: ${reason}`,
     );
   }
   try {
@@ -362,7 +372,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
     const reported = error instanceof TimeoutError
       ? new TimeoutError(error.message, timeout, { cause: error })
       : error;
-    throw toCliError(protocolError ?? reported, target.peer);
+    throw toCliError(protocolError ?? reported, target.peer, target.protocol);
   } finally {
     await client.close();
   }
@@ -479,7 +489,7 @@ export async function ping(argv: string[], io: CliIo): Promise<number> {
   try {
     peer = await RawPeer.open(target, timeout);
   } catch (error) {
-    throw toCliError(error, target.peer);
+    throw toCliError(error, target.peer, target.protocol);
   }
   const times: number[] = [];
   let lost = 0;
@@ -504,7 +514,7 @@ export async function ping(argv: string[], io: CliIo): Promise<number> {
       }
     }
   } catch (error) {
-    throw toCliError(error, target.peer);
+    throw toCliError(error, target.peer, target.protocol);
   } finally {
     await peer.close();
   }
@@ -541,7 +551,9 @@ export async function ping(argv: string[], io: CliIo): Promise<number> {
   if (lost > 0) {
     if (!json) {
       await io.stderr(
-        `tcp-framework: timeout: ${lost} of ${count} replies from ${target.peer} missing after ${timeout} ms\n`,
+        `tcp-framework: timeout: ${lost} of ${count} replies from ${target.peer} missing after ${timeout} ms ${
+          protocolHint(target.protocol)
+        }\n`,
       );
     }
     return ExitCode.TIMEOUT;

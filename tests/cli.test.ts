@@ -115,6 +115,54 @@ test("cli: a refused connection exits 2 with one clear line", async () => {
   );
 });
 
+test("cli: a protocol mismatch fails with one line that suggests --protocol", async () => {
+  for (const [serverProtocol, cliProtocol] of [[2, 3], [3, 2]] as const) {
+    await using server = new Server({
+      host: HOST,
+      port: 0,
+      protocol: serverProtocol,
+    });
+    server.on("data", (socket, message) => socket.send(message));
+    await server.start();
+    const result = await run([
+      "send",
+      "--port",
+      String(server.port),
+      "--protocol",
+      String(cliProtocol),
+      "--timeout",
+      "2",
+      "x",
+    ]);
+    const label = `server ${serverProtocol}, send --protocol ${cliProtocol}`;
+    // The server closes a connection whose first bytes are not its frames
+    // (exit 2); were it to wait instead, the send would time out (exit 3).
+    assert.ok(
+      result.code === ExitCode.CONNECTION || result.code === ExitCode.TIMEOUT,
+      `${label}: exit ${result.code}, ${result.stderr}`,
+    );
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr.split("\n").length, 2, label); // one line
+    assert.ok(
+      result.stderr.endsWith(
+        `(if the peer speaks protocol ${serverProtocol}, add --protocol ${serverProtocol})\n`,
+      ),
+      `${label}: ${result.stderr}`,
+    );
+  }
+});
+
+test("cli: serve on a taken port says so once, and exits 2", async () => {
+  await using taken = new Server({ host: HOST, port: 0 });
+  await taken.start();
+  const result = await run(["serve", "--port", String(taken.port)]);
+  assert.equal(result.code, ExitCode.CONNECTION);
+  assert.equal(
+    result.stderr,
+    `tcp-framework: cannot listen on ${HOST}:${taken.port}: address in use (EADDRINUSE)\n`,
+  );
+});
+
 test("cli: no reply exits 3, a malformed reply exits 4", async () => {
   await using silent = new Server({ host: HOST, port: 0 });
   await silent.start();
@@ -129,7 +177,7 @@ test("cli: no reply exits 3, a malformed reply exits 4", async () => {
   assert.equal(timedOut.code, ExitCode.TIMEOUT);
   assert.match(
     timedOut.stderr,
-    /^tcp-framework: timeout: no reply from .* within 300 ms\n$/,
+    /^tcp-framework: timeout: no reply from .* within 300 ms \(if the peer speaks protocol 2, add --protocol 2\)\n$/,
   );
 
   // A listener that answers anything with bytes that are not a frame.

@@ -1,5 +1,8 @@
 // Small helpers shared by the socket adapters.
 
+import { NetworkError, type NetworkOperation } from "../errors.ts";
+import type { NetAddress } from "./transport.ts";
+
 /**
  * Why `reusePort` cannot be honoured on `os`, if it cannot: only Linux
  * spreads connections over the sockets sharing a port (other systems ignore
@@ -59,4 +62,22 @@ export async function untilAborted<T>(
     // The loser must not be left as an unhandled rejection.
     promise.catch(() => {});
   }
+}
+
+/**
+ * The runtime's socket error as a {@linkcode NetworkError} naming `address`
+ * and the reason, so the words are the same on every runtime (Deno's and
+ * Bun's leave out the address, Bun's listen error gives no reason). Anything
+ * without a system error code (an abort reason, a TLS failure) is returned
+ * as it is.
+ */
+export function networkError(
+  operation: NetworkOperation,
+  address: NetAddress,
+  error: unknown,
+): unknown {
+  if (error instanceof NetworkError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !/^E(AI_)?[A-Z]+$/.test(code)) return error;
+  return new NetworkError(operation, address, code, { cause: error });
 }

@@ -9,6 +9,7 @@ import type {
 } from "./transport.ts";
 import {
   caList,
+  networkError,
   reusePortOsProblem,
   throwIfAborted,
   untilAborted,
@@ -119,10 +120,14 @@ class BunConnection implements TransportConnection {
     const failed = this.#writeFailed;
     this.#unwritten = this.#written = this.#writeFailed = undefined;
     failed?.(new Error("Socket closed before the write completed"));
-    if (this.handler) this.handler.ended(error ?? this.failure);
+    const failure = error ?? this.failure;
+    const reported = failure === undefined
+      ? undefined
+      : networkError("connection", this.remoteAddr, failure) as Error;
+    if (this.handler) this.handler.ended(reported);
     // Closed while `accept` ran (Bun calls `close` inside `end()`): report it
     // once the handler exists, or it would never learn of the close.
-    else this.endedEarly = { error: error ?? this.failure };
+    else this.endedEarly = { error: reported };
   }
 
   /** Set when the socket closed before its handler was set. */

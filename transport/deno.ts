@@ -8,6 +8,7 @@ import type {
 } from "./transport.ts";
 import {
   caList,
+  networkError,
   reusePortOsProblem,
   throwIfAborted,
   untilAborted,
@@ -145,7 +146,11 @@ class DenoConnection implements TransportConnection {
       if (!this.#closing) failure = error;
     }
     this.close();
-    handler.ended(failure);
+    handler.ended(
+      failure === undefined
+        ? undefined
+        : networkError("connection", this.remoteAddr, failure),
+    );
   }
 
   write(bytes: Uint8Array): Promise<void> {

@@ -10,6 +10,7 @@ import type {
 } from "./transport.ts";
 import {
   caList,
+  networkError,
   reusePortOsProblem,
   throwIfAborted,
   untilAborted,
@@ -50,7 +51,9 @@ class NodeConnection implements TransportConnection {
     // Node's chunks are Buffers already, as the payloads made from them are.
     socket.on("data", (chunk: Uint8Array) => handler.received(chunk));
     socket.on("error", (error) => {
-      if (!this.#closing) this.#failure ??= error;
+      if (!this.#closing) {
+        this.#failure ??= networkError("connection", this.remoteAddr, error);
+      }
     });
     socket.once("close", () => {
       this.#closing = true;

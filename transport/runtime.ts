@@ -25,6 +25,7 @@ import type {
   TransportConnection,
   TransportListener,
 } from "./transport.ts";
+import { networkError } from "./_shared.ts";
 
 // Not a literal, so that Deno's module graph does not follow it: Deno loads
 // (and `deno info` lists) every module a literal `import()` names, and this
@@ -63,7 +64,11 @@ class RuntimeTransport implements Transport {
     options?: ListenOptions,
   ): Promise<TransportListener> {
     const adapter = this.#adapter ?? await this.#load();
-    return await adapter.listen(address, accept, options);
+    try {
+      return await adapter.listen(address, accept, options);
+    } catch (error) {
+      throw networkError("listen", address, error);
+    }
   }
 
   async connect(
@@ -72,7 +77,11 @@ class RuntimeTransport implements Transport {
     options?: ConnectOptions,
   ): Promise<TransportConnection> {
     const adapter = this.#adapter ?? await this.#load();
-    return await adapter.connect(address, accept, options);
+    try {
+      return await adapter.connect(address, accept, options);
+    } catch (error) {
+      throw networkError("connect", address, error);
+    }
   }
 }
 
