@@ -5,6 +5,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { Client } from "@qtk/tcp-framework/client";
  * import { Server } from "@qtk/tcp-framework/server";
  * await using server = new Server({ host: "127.0.0.1", port: 0 });
@@ -12,7 +13,7 @@
  * await server.start();
  * await using client = new Client({ host: "127.0.0.1", port: server.port });
  * const reply = await client.request(new TextEncoder().encode("echo"));
- * console.assert(new TextDecoder().decode(reply) === "echo");
+ * assert.equal(new TextDecoder().decode(reply), "echo");
  * ```
  *
  * @module
@@ -92,9 +93,10 @@ export const DEFAULT_REQUEST_TIMEOUT = 30;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { reconnectDelay } from "@qtk/tcp-framework";
- * console.assert(reconnectDelay(1) === 200);
- * console.assert(reconnectDelay(20) <= 5000);
+ * assert.equal(reconnectDelay(1), 200);
+ * assert.ok(reconnectDelay(20) <= 5000);
  * ```
  */
 export function reconnectDelay(attempt: number): number {
@@ -658,9 +660,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Client } from "@qtk/tcp-framework";
    * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
-   * console.assert(!client.connected);
+   * assert.ok(!client.connected);
    * await client.close();
    * ```
    */
@@ -673,10 +676,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Client } from "@qtk/tcp-framework";
    * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
    * await client.close();
-   * console.assert(client.closed);
+   * assert.ok(client.closed);
    * ```
    */
   get closed(): boolean {
@@ -689,9 +693,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Client } from "@qtk/tcp-framework";
    * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false });
-   * console.assert(client.bufferedAmount === 0);
+   * assert.equal(client.bufferedAmount, 0);
    * await client.close();
    * ```
    */
@@ -759,13 +764,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Client, Server } from "@qtk/tcp-framework";
    * await using server = new Server({ host: "127.0.0.1", port: 0 });
    * server.on("data", (socket, message) => socket.send(message));
    * await server.start();
    * await using client = new Client({ host: "127.0.0.1", port: server.port });
    * const reply = await client.request(new Uint8Array([42]), { timeout: 1000 });
-   * console.assert(reply[0] === 42);
+   * assert.equal(reply[0], 42);
    * ```
    */
   request(data: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {

@@ -9,11 +9,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { decodeFrame, encodeFrame, SIGN_DATA } from "@qtk/tcp-framework/codec";
  * const uuid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
  * const bytes = encodeFrame({ sign: SIGN_DATA, uuid, payload: new TextEncoder().encode("echo") });
- * console.assert(bytes.length === 49);
- * console.assert(decodeFrame(bytes).uuid === uuid);
+ * assert.equal(bytes.length, 49);
+ * assert.equal(decodeFrame(bytes).uuid, uuid);
  * ```
  *
  * @module
@@ -79,8 +80,9 @@ export interface Frame {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { DEFAULT_MAX_FRAME_SIZE } from "@qtk/tcp-framework/codec";
- * console.assert(DEFAULT_MAX_FRAME_SIZE === 64 * 1024 * 1024);
+ * assert.equal(DEFAULT_MAX_FRAME_SIZE, 64 * 1024 * 1024);
  * ```
  */
 export const DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024;
@@ -160,8 +162,10 @@ export function frameLayout(protocol: ProtocolVersion = 3): FrameLayout {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { headerSize } from "@qtk/tcp-framework/codec";
- * console.assert(headerSize(3) === 45 && headerSize(2) === 37);
+ * assert.equal(headerSize(3), 45);
+ * assert.equal(headerSize(2), 37);
  * ```
  */
 export function headerSize(protocol: ProtocolVersion = 3): number {
@@ -176,8 +180,10 @@ export function headerSize(protocol: ProtocolVersion = 3): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { uuidLength } from "@qtk/tcp-framework/codec";
- * console.assert(uuidLength(3) === 36 && uuidLength(2) === 32);
+ * assert.equal(uuidLength(3), 36);
+ * assert.equal(uuidLength(2), 32);
  * ```
  */
 export function uuidLength(protocol: ProtocolVersion = 3): number {
@@ -271,9 +277,10 @@ export function assertFrame(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { encodedSize, SIGN_DATA } from "@qtk/tcp-framework/codec";
  * const size = encodedSize({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(4) });
- * console.assert(size === 49);
+ * assert.equal(size, 49);
  * ```
  */
 export function encodedSize(
@@ -386,11 +393,12 @@ export function writeHeader(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { encodeFrameInto, SIGN_PING } from "@qtk/tcp-framework/codec";
  * const target = new Uint8Array(90);
  * const frame = { sign: SIGN_PING, uuid: crypto.randomUUID(), payload: new Uint8Array() } as const;
  * const end = encodeFrameInto(frame, target, encodeFrameInto(frame, target, 0));
- * console.assert(end === 90);
+ * assert.equal(end, 90);
  * ```
  */
 export function encodeFrameInto(
@@ -417,9 +425,11 @@ export function encodeFrameInto(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { encodeFrame, SIGN_DATA } from "@qtk/tcp-framework/codec";
  * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array([1, 2]) });
- * console.assert(bytes.length === 47 && bytes[0] === SIGN_DATA);
+ * assert.equal(bytes.length, 47);
+ * assert.equal(bytes[0], SIGN_DATA);
  * ```
  */
 export function encodeFrame(
@@ -477,13 +487,15 @@ export interface DecoderOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { encodeFrame, type Frame, FrameDecoder, SIGN_DATA } from "@qtk/tcp-framework/codec";
  * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(3) });
  * const decoder = new FrameDecoder();
  * const frames: Frame[] = [];
  * decoder.push(bytes.subarray(0, 10), (frame) => frames.push(frame));
  * decoder.push(bytes.subarray(10), (frame) => frames.push(frame));
- * console.assert(frames.length === 1 && frames[0].payload.length === 3);
+ * assert.equal(frames.length, 1);
+ * assert.equal(frames[0].payload.length, 3);
  * ```
  */
 export class FrameDecoder {
@@ -550,10 +562,11 @@ export class FrameDecoder {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { FrameDecoder } from "@qtk/tcp-framework/codec";
    * const decoder = new FrameDecoder();
    * decoder.push(new Uint8Array([0x11]), () => {});
-   * console.assert(decoder.pendingBytes === 1);
+   * assert.equal(decoder.pendingBytes, 1);
    * ```
    */
   get pendingBytes(): number {
@@ -572,6 +585,7 @@ export class FrameDecoder {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { encodeFrame, FrameDecoder, SIGN_DATA } from "@qtk/tcp-framework/codec";
    * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(1 << 20) });
    * const decoder = new FrameDecoder();
@@ -580,7 +594,7 @@ export class FrameDecoder {
    * const target = decoder.readTarget()!;
    * target.set(bytes.subarray(200_000)); // as a read into `target` would
    * decoder.push(target, (frame) => received = frame.payload);
-   * console.assert(received?.buffer === target.buffer);
+   * assert.equal(received?.buffer, target.buffer);
    * ```
    */
   readTarget(): Uint8Array | undefined {
@@ -857,10 +871,12 @@ export class FrameDecoder {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { decodeFrame, encodeFrame, SIGN_PING } from "@qtk/tcp-framework/codec";
  * const uuid = crypto.randomUUID();
  * const frame = decodeFrame(encodeFrame({ sign: SIGN_PING, uuid, payload: new Uint8Array() }));
- * console.assert(frame.sign === SIGN_PING && frame.uuid === uuid);
+ * assert.equal(frame.sign, SIGN_PING);
+ * assert.equal(frame.uuid, uuid);
  * ```
  */
 export function decodeFrame(
@@ -889,11 +905,12 @@ export function decodeFrame(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { encodeFrame, FrameDecoderStream, SIGN_DATA } from "@qtk/tcp-framework/codec";
  * const bytes = encodeFrame({ sign: SIGN_DATA, uuid: crypto.randomUUID(), payload: new Uint8Array(2) });
  * const frames = await Array.fromAsync(ReadableStream.from([bytes.subarray(0, 7), bytes.subarray(7)])
  *   .pipeThrough(new FrameDecoderStream()));
- * console.assert(frames.length === 1);
+ * assert.equal(frames.length, 1);
  * ```
  */
 export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
@@ -961,12 +978,13 @@ const STREAM_QUIET_GENERATIONS = 8;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { FrameEncoderStream, SIGN_PING } from "@qtk/tcp-framework/codec";
  * const chunks = await Array.fromAsync(
  *   ReadableStream.from([{ sign: SIGN_PING, uuid: crypto.randomUUID(), payload: new Uint8Array() } as const])
  *     .pipeThrough(new FrameEncoderStream()),
  * );
- * console.assert(chunks[0].length === 45);
+ * assert.equal(chunks[0].length, 45);
  * ```
  */
 export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {

@@ -12,12 +12,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { FrameDecoder, ProtocolError } from "@qtk/tcp-framework";
- * try {
- *   new FrameDecoder().push(new Uint8Array(45).fill(0x42), () => {});
- * } catch (error) {
- *   console.assert(error instanceof ProtocolError);
- * }
+ * assert.throws(
+ *   () => new FrameDecoder().push(new Uint8Array(45).fill(0x42), () => {}),
+ *   ProtocolError,
+ * );
  * ```
  */
 export class ProtocolError extends Error {
@@ -44,9 +44,11 @@ export class ProtocolError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { FrameTooLargeError } from "@qtk/tcp-framework";
  * const error = new FrameTooLargeError(2 ** 40, 1024);
- * console.assert(error.length === 2 ** 40 && error.maxFrameSize === 1024);
+ * assert.equal(error.length, 2 ** 40);
+ * assert.equal(error.maxFrameSize, 1024);
  * ```
  */
 export class FrameTooLargeError extends ProtocolError {
@@ -86,9 +88,10 @@ export class FrameTooLargeError extends ProtocolError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { ClosedError } from "@qtk/tcp-framework";
  * const error = new ClosedError("Client is closed");
- * console.assert(error.name === "ClosedError");
+ * assert.equal(error.name, "ClosedError");
  * ```
  */
 export class ClosedError extends Error {
@@ -154,9 +157,10 @@ export class ConnectionLostError extends ClosedError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { TimeoutError } from "@qtk/tcp-framework";
  * const error = new TimeoutError("No reply within 1000 ms", 1000);
- * console.assert(error.timeout === 1000);
+ * assert.equal(error.timeout, 1000);
  * ```
  */
 export class TimeoutError extends Error {

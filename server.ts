@@ -486,10 +486,11 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Server } from "@qtk/tcp-framework";
    * await using server = new Server({ host: "127.0.0.1", port: 0 });
    * await server.start();
-   * console.assert(server.port > 0);
+   * assert.ok(server.port > 0);
    * ```
    */
   get port(): number {
@@ -501,8 +502,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Server } from "@qtk/tcp-framework";
-   * console.assert(!new Server({ port: 0 }).listening);
+   * assert.ok(!new Server({ port: 0 }).listening);
    * ```
    */
   get listening(): boolean {
@@ -514,8 +516,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert";
    * import { Server } from "@qtk/tcp-framework";
-   * console.assert(new Server({ port: 0 }).connections.size === 0);
+   * assert.equal(new Server({ port: 0 }).connections.size, 0);
    * ```
    */
   get connections(): ReadonlySet<ServerSocket> {

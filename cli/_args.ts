@@ -55,9 +55,10 @@ export const ExitCode: {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { CliError, ExitCode } from "./_args.ts";
  * const error = new CliError(ExitCode.USAGE, "missing --port");
- * console.assert(error.code === 1);
+ * assert.equal(error.code, 1);
  * ```
  */
 export class CliError extends Error {
@@ -86,8 +87,9 @@ export class CliError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { usage } from "./_args.ts";
- * console.assert(usage("missing --port").code === 1);
+ * assert.equal(usage("missing --port").code, 1);
  * ```
  */
 export function usage(message: string): CliError {
@@ -138,12 +140,14 @@ export interface ParsedArgs {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { parseArgs } from "./_args.ts";
  * const { values } = parseArgs(["--port=7000", "-q"], {
  *   port: { type: "number" },
  *   quiet: { type: "boolean", short: "q" },
  * });
- * console.assert(values.port === 7000 && values.quiet === true);
+ * assert.equal(values.port, 7000);
+ * assert.equal(values.quiet, true);
  * ```
  */
 export function parseArgs(
@@ -209,8 +213,9 @@ export function parseArgs(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { numberOption } from "./_args.ts";
- * console.assert(numberOption({}, "count", 5, { integer: true, min: 1 }) === 5);
+ * assert.equal(numberOption({}, "count", 5, { integer: true, min: 1 }), 5);
  * ```
  */
 export function numberOption(
@@ -246,8 +251,9 @@ export function numberOption(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { protocolOption } from "./_args.ts";
- * console.assert(protocolOption({ protocol: 2 }) === 2);
+ * assert.equal(protocolOption({ protocol: 2 }), 2);
  * ```
  */
 export function protocolOption(values: ParsedArgs["values"]): 2 | 3 {
@@ -378,8 +384,9 @@ export function toCliError(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { oneLine } from "./_args.ts";
- * console.assert(oneLine(new Error("a\nb")) === "a b");
+ * assert.equal(oneLine(new Error("a\nb")), "a b");
  * ```
  */
 export function oneLine(error: unknown): string {

@@ -14,9 +14,10 @@ import * as fs from "node:fs/promises";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { processIo } from "./_io.ts";
  * const io = await processIo();
- * console.assert(Array.isArray(io.args));
+ * assert.ok(Array.isArray(io.args));
  * ```
  */
 export interface CliIo {

@@ -18,9 +18,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { ExitCode, main } from "@qtk/tcp-framework/cli";
  * const code = await main(["--help"]);
- * console.assert(code === ExitCode.OK);
+ * assert.equal(code, ExitCode.OK);
  * ```
  *
  * @module
@@ -70,8 +71,9 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => Promise<number>> =
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { ExitCode, main } from "@qtk/tcp-framework/cli";
- * console.assert(await main(["send", "--help"]) === ExitCode.OK);
+ * assert.equal(await main(["send", "--help"]), ExitCode.OK);
  * ```
  */
 export async function main(args: readonly string[]): Promise<number> {
