@@ -10,16 +10,22 @@
 // runtime, which would end the process.
 
 /**
- * A listener called with an event's positional arguments.
+ * A listener called with an event's positional arguments. It may declare
+ * more parameters than the event has (they are `undefined`), so a promise's
+ * `resolve` can listen: `new Promise((resolve) => client.once("connected",
+ * resolve))`.
  *
  * @example
  * ```ts
  * import type { Listener, Message, ServerSocket } from "@qtk/tcp-framework";
  * const echo: Listener<[ServerSocket, Message]> = (socket, message) => socket.send(message);
+ * const settle: Listener<[]> = (_value?: unknown) => {};
  * ```
  */
 // deno-lint-ignore no-explicit-any
-export type Listener<Args extends any[]> = (...args: Args) => unknown;
+export type Listener<Args extends any[]> = (
+  ...args: [...Args, ...unknown[]]
+) => unknown;
 
 /** Key of the internal emit method, so it stays off the public surface. */
 export const emit: unique symbol = Symbol("emit");
