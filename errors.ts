@@ -119,9 +119,11 @@ export class ClosedError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { ClosedError, ConnectionLostError } from "@qtk/tcp-framework";
  * const error = new ConnectionLostError("Connection to 10.0.0.1:8212 lost", true, "10.0.0.1:8212");
- * console.assert(error instanceof ClosedError && error.written);
+ * assert.ok(error instanceof ClosedError);
+ * assert.ok(error.written);
  * ```
  */
 export class ConnectionLostError extends ClosedError {
