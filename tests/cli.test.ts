@@ -252,3 +252,29 @@ test("cli: ping and bench report on an echo server", async () => {
   assert.ok(summary.latencyMs.p50 <= summary.latencyMs.p99);
   assert.equal(bench.stderr, ""); // no progress line: stderr is not a terminal
 });
+
+test("cli: the npm package's bin runs the tool (Node.js)", async () => {
+  if (!import.meta.url.endsWith(".js")) {
+    console.log(
+      `Skipping the npm bin check on ${runtime}: it runs from the npm build`,
+    );
+    return;
+  }
+  // npm/tests → npm/package.json and npm/cli/bin.js, as installed.
+  const { readFile } = await import("node:fs/promises");
+  const pkg = JSON.parse(
+    await readFile(new URL("../package.json", import.meta.url), "utf8"),
+  );
+  assert.equal(pkg.bin?.["tcp-framework"], "./cli/bin.js");
+  const bin = decodeURIComponent(
+    new URL("../cli/bin.js", import.meta.url).pathname,
+  );
+  const child = await spawn(runtimeExecutable(), [bin, "--help"]);
+  try {
+    await child.closeStdin();
+    assert.equal(await child.exited, ExitCode.OK, child.stderr());
+    assert.match(child.stdout(), /^Usage: tcp-framework <command>/);
+  } finally {
+    await child.kill();
+  }
+});
