@@ -85,7 +85,11 @@ try {
   const tests = readdirSync(join(root, "tests"))
     .filter((name) => name.endsWith(".test.ts"))
     .map((name) => join("tests", name));
-  run([...common, "--noCheck", shim, ...tests]);
+  // And the examples, which tests/examples.test.ts runs.
+  const examples = readdirSync(join(root, "examples"))
+    .filter((name) => name.endsWith(".ts"))
+    .map((name) => join("examples", name));
+  run([...common, "--noCheck", shim, ...tests, ...examples]);
   // transport/runtime.ts imports the Node.js adapter by a computed specifier
   // (so Deno's module graph leaves node:net out), which tsc does not follow:
   // every adapter is compiled explicitly.
