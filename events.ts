@@ -27,6 +27,13 @@ export type Listener<Args extends any[]> = (
   ...args: [...Args, ...unknown[]]
 ) => unknown;
 
+// The standard listener and option types, taken from whichever EventTarget
+// the program's types declare (the DOM library's, or @types/node's), so the
+// declarations compile for a Node.js user without the DOM library too.
+type AnyListener = Parameters<EventTarget["addEventListener"]>[1];
+type AddOptions = Parameters<EventTarget["addEventListener"]>[2];
+type RemoveOptions = Parameters<EventTarget["removeEventListener"]>[2];
+
 /** Key of the internal emit method, so it stays off the public surface. */
 export const emit: unique symbol = Symbol("emit");
 
@@ -118,18 +125,18 @@ export class TypedEventTarget<
   override addEventListener<K extends keyof Details & string>(
     type: K,
     listener: DetailListener<Details[K]> | null,
-    options?: boolean | AddEventListenerOptions,
+    options?: AddOptions,
   ): void;
   /** Adds a listener for an event of any name, as on any `EventTarget`. */
   override addEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
+    listener: AnyListener,
+    options?: AddOptions,
   ): void;
   override addEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
+    listener: AnyListener,
+    options?: AddOptions,
   ): void {
     if (!listener) return;
     let byType = this.#wrappers.get(listener);
@@ -153,18 +160,18 @@ export class TypedEventTarget<
   override removeEventListener<K extends keyof Details & string>(
     type: K,
     listener: DetailListener<Details[K]> | null,
-    options?: boolean | EventListenerOptions,
+    options?: RemoveOptions,
   ): void;
   /** Removes a listener for an event of any name. */
   override removeEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
+    listener: AnyListener,
+    options?: RemoveOptions,
   ): void;
   override removeEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
+    listener: AnyListener,
+    options?: RemoveOptions,
   ): void {
     const wrapper = listener && this.#wrappers.get(listener)?.get(type);
     if (wrapper) super.removeEventListener(type, wrapper, options);

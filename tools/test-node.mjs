@@ -5,7 +5,16 @@
 //   node tools/test-node.mjs          (or: npm run test:node --prefix tools)
 
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,6 +31,55 @@ const build = spawnSync(process.execPath, [join(tools, "build-npm.mjs")], {
   stdio: "inherit",
 });
 if (build.status !== 0) process.exit(build.status ?? 1);
+
+// The declarations as a Node.js project sees them: a program importing the
+// package by name type-checks with @types/node and lib es2022 (no DOM
+// library, no skipLibCheck).
+{
+  const project = mkdtempSync(join(tmpdir(), "tcp-framework-types-"));
+  try {
+    mkdirSync(join(project, "node_modules", "@qtk"), { recursive: true });
+    symlinkSync(
+      join(root, "npm"),
+      join(project, "node_modules", "@qtk", "tcp-framework"),
+    );
+    symlinkSync(
+      join(tools, "node_modules", "@types"),
+      join(project, "node_modules", "@types"),
+    );
+    writeFileSync(join(project, "package.json"), '{ "type": "module" }\n');
+    cpSync(
+      join(root, "tests", "fixtures", "node_user_app.ts"),
+      join(project, "app.ts"),
+    );
+    const check = spawnSync(process.execPath, [
+      join(tools, "node_modules", "typescript", "bin", "tsc"),
+      "--ignoreConfig",
+      "--noEmit",
+      "--strict",
+      "--target",
+      "es2022",
+      "--lib",
+      "es2022",
+      "--types",
+      "node",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "app.ts",
+    ], { cwd: project, stdio: "inherit" });
+    if (check.status !== 0) {
+      console.error("The package's declarations failed a Node.js project");
+      process.exit(check.status ?? 1);
+    }
+    console.log(
+      "Declarations type-check in a Node.js project (lib es2022, @types/node)",
+    );
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
+}
 
 const tests = readdirSync(join(root, "npm", "tests"))
   .filter((name) => name.endsWith(".test.js"))
