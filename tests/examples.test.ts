@@ -28,3 +28,18 @@ test("examples/streams: a bare socket through the codec's streams talks to a Ser
     await child.kill();
   }
 });
+
+test("examples/shutdown: SIGTERM stops server and client, and the process ends by itself", async () => {
+  const args = runtime === "deno"
+    ? ["run", "-N", example("shutdown")]
+    : [example("shutdown")];
+  const child = await spawn(runtimeExecutable(), args);
+  try {
+    await child.waitFor(/^listening on /, 10_000);
+    child.signal("SIGTERM");
+    assert.equal(await child.exited, 0, child.stderr());
+    assert.match(child.stdout(), /SIGTERM: stopping\nstopped\n$/);
+  } finally {
+    await child.kill();
+  }
+});
