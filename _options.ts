@@ -91,7 +91,8 @@ export interface ConnectionOptions {
    * Lend each `data` event's payload to its listeners instead of giving it:
    * it is valid while the listeners run (synchronously) and detached once
    * they return, so any view of it kept longer reads as empty, never as
-   * other bytes; `data.slice()` keeps a copy. In exchange the connection may
+   * other bytes; `new Uint8Array(data)` keeps a copy (so does `data.slice()`
+   * on Deno and Bun, not on Node.js, where payloads are `Buffer`s). In exchange the connection may
    * read into memory it reuses (no allocation per read on Deno, and a large
    * payload's memory is reused on every runtime). A Client's `request()`
    * reply is not lent: it is a copy the caller keeps. Without

@@ -843,7 +843,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         performance.now() + timeout,
         timeout,
         signal,
-        options.idempotent === true ? data.slice() : undefined,
+        // A copy: a Node.js Buffer's own slice() would be a view.
+        options.idempotent === true ? new Uint8Array(data) : undefined,
         data.length + headerSize(this.#protocol),
         this.#forgetRequest,
         resolve,
@@ -1392,8 +1393,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       : undefined;
     if (request) {
       // A reply is read after the frame's turn: a lent payload is copied.
+      // (The typed array's slice: a Node.js Buffer's own does not copy.)
       request.resolve(
-        this.#borrowPayloads ? frame.payload.slice() : frame.payload,
+        this.#borrowPayloads
+          ? Uint8Array.prototype.slice.call(frame.payload)
+          : frame.payload,
       );
       return;
     }

@@ -50,7 +50,7 @@ test("borrowPayloads: a payload kept past its listener reads as empty; copies an
   const copies: Uint8Array[] = [];
   server.on("data", (socket, message) => {
     kept.push(message.data);
-    copies.push(message.data.slice());
+    copies.push(new Uint8Array(message.data));
     socket.send(message); // echo from the lent memory: copied as it is sent
   });
   await server.start();
@@ -81,7 +81,7 @@ test("borrowPayloads: a payload kept past its listener reads as empty; copies an
   const all = new Promise<void>((resolve) =>
     client.on("data", ({ data }) => {
       lent.push(data);
-      seen.push(data.slice());
+      seen.push(new Uint8Array(data));
       if (lent.length === SIZES.length) resolve();
     })
   );
@@ -104,7 +104,7 @@ test("borrowPayloads: bytes exact when frames arrive cut anywhere, byte by byte 
   const received: Uint8Array[] = [];
   let retained: Uint8Array | undefined;
   server.on("data", (_socket, { data }) => {
-    received.push(data.slice());
+    received.push(new Uint8Array(data));
     retained ??= data;
   });
   await server.start();
