@@ -27,13 +27,6 @@ export type Listener<Args extends any[]> = (
   ...args: [...Args, ...unknown[]]
 ) => unknown;
 
-// The standard listener and option types, taken from whichever EventTarget
-// the program's types declare (the DOM library's, or @types/node's), so the
-// declarations compile for a Node.js user without the DOM library too.
-type AnyListener = Parameters<EventTarget["addEventListener"]>[1];
-type AddOptions = Parameters<EventTarget["addEventListener"]>[2];
-type RemoveOptions = Parameters<EventTarget["removeEventListener"]>[2];
-
 /** Key of the internal emit method, so it stays off the public surface. */
 export const emit: unique symbol = Symbol("emit");
 
@@ -118,6 +111,10 @@ export class TypedEventTarget<
     this.#shape = shape;
   }
 
+  // The standard listener and option types are taken from whichever
+  // EventTarget the program declares (the DOM library's, or @types/node's),
+  // so these declarations compile for a Node.js user without the DOM library.
+
   /**
    * Adds a listener that receives a `CustomEvent` whose `detail` holds the
    * event's values. A listener that throws is reported as `exception`.
@@ -125,18 +122,18 @@ export class TypedEventTarget<
   override addEventListener<K extends keyof Details & string>(
     type: K,
     listener: DetailListener<Details[K]> | null,
-    options?: AddOptions,
+    options?: Parameters<EventTarget["addEventListener"]>[2],
   ): void;
   /** Adds a listener for an event of any name, as on any `EventTarget`. */
   override addEventListener(
     type: string,
-    listener: AnyListener,
-    options?: AddOptions,
+    listener: Parameters<EventTarget["addEventListener"]>[1],
+    options?: Parameters<EventTarget["addEventListener"]>[2],
   ): void;
   override addEventListener(
     type: string,
-    listener: AnyListener,
-    options?: AddOptions,
+    listener: Parameters<EventTarget["addEventListener"]>[1],
+    options?: Parameters<EventTarget["addEventListener"]>[2],
   ): void {
     if (!listener) return;
     let byType = this.#wrappers.get(listener);
@@ -160,18 +157,18 @@ export class TypedEventTarget<
   override removeEventListener<K extends keyof Details & string>(
     type: K,
     listener: DetailListener<Details[K]> | null,
-    options?: RemoveOptions,
+    options?: Parameters<EventTarget["removeEventListener"]>[2],
   ): void;
   /** Removes a listener for an event of any name. */
   override removeEventListener(
     type: string,
-    listener: AnyListener,
-    options?: RemoveOptions,
+    listener: Parameters<EventTarget["addEventListener"]>[1],
+    options?: Parameters<EventTarget["removeEventListener"]>[2],
   ): void;
   override removeEventListener(
     type: string,
-    listener: AnyListener,
-    options?: RemoveOptions,
+    listener: Parameters<EventTarget["addEventListener"]>[1],
+    options?: Parameters<EventTarget["removeEventListener"]>[2],
   ): void {
     const wrapper = listener && this.#wrappers.get(listener)?.get(type);
     if (wrapper) super.removeEventListener(type, wrapper, options);
