@@ -20,6 +20,7 @@ import type {
   ConnectionHandler,
   TransportConnection,
 } from "./transport/transport.ts";
+import { networkError } from "./transport/_shared.ts";
 
 /**
  * Frames are encoded as they are sent into a write buffer, which goes out in
@@ -163,6 +164,8 @@ export class FramedConnection implements ConnectionHandler {
   #closed = false;
   #drainWaiters: Array<{ resolve(): void; reject(error: Error): void }> = [];
   #closedWaiters: Array<() => void> = [];
+  /** Why a write failed, if it did before anything closed the connection. */
+  #writeError: unknown;
 
   constructor(
     transport: TransportConnection,
@@ -415,8 +418,12 @@ export class FramedConnection implements ConnectionHandler {
     this.#drainWaiters = [];
     for (const waiter of waiters) waiter.reject(new ClosedError());
     for (const resolve of this.#closedWaiters.splice(0)) resolve();
+    const reason = error ??
+      (this.#writeError === undefined
+        ? undefined
+        : networkError("connection", this.remoteAddr, this.#writeError));
     try {
-      this.#events.closed(error);
+      this.#events.closed(reason);
     } finally {
       this.#unsent = undefined;
     }
@@ -714,8 +721,11 @@ export class FramedConnection implements ConnectionHandler {
     }
   }
 
-  #writeFailed(_error: unknown): void {
+  #writeFailed(error: unknown): void {
     this.#writing = false;
+    // A peer's reset can fail a write before the read hears of it; the
+    // transport then reports a plain close, so the reason is kept here.
+    if (!this.#closing) this.#writeError ??= error;
     // The transport reports the failure through `closed`; make sure it comes.
     this.#closing = true;
     this.#transport.close();

@@ -7,6 +7,11 @@ import { runtime, test } from "./_harness.ts";
 import { HOST, next } from "./_helpers.ts";
 import { Client, ClosedError, NetworkError, Server } from "../mod.ts";
 import { runtimeTransport } from "../transport/mod.ts";
+import { spawn } from "./_spawn.ts";
+
+const RESET_PEER = decodeURIComponent(
+  new URL("./fixtures/reset_peer.cjs", import.meta.url).pathname,
+);
 
 /** A port nothing listens on (it was bound a moment ago, then released). */
 async function freePort(): Promise<number> {
@@ -122,8 +127,9 @@ test("errors: a connection reset by the peer names it and 'connection reset by p
 
 /**
  * A listener that resets (TCP RST) each connection once a byte arrives: with
- * Bun's `terminate()` under Bun, node:net's `resetAndDestroy()` elsewhere
- * (Deno runs node:net too). The framework's own sockets never reset.
+ * Bun's `terminate()` under Bun, node:net's `resetAndDestroy()` elsewhere (in
+ * a child Node.js process under Deno). The framework's own sockets never
+ * reset.
  */
 async function resettingListener(): Promise<
   { port: number; close(): Promise<void> }
@@ -143,6 +149,19 @@ async function resettingListener(): Promise<
     return {
       port: listener.port,
       close: () => Promise.resolve(listener.stop(true)),
+    };
+  }
+  if ("Deno" in globalThis) {
+    // Node.js in a child process: node:net loaded into the Deno test process
+    // itself made a later test's worker processes die of SIGTERM now and then.
+    const child = await spawn("node", [RESET_PEER]);
+    const line = await child.waitFor(/^LISTENING \d+$/, 10_000);
+    return {
+      port: Number(line.split(" ")[1]),
+      close: async () => {
+        await child.closeStdin();
+        await child.kill();
+      },
     };
   }
   const net = await import("node:net");
