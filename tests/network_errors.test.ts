@@ -126,7 +126,9 @@ test("errors: a connection reset by the peer names it and 'connection reset by p
 });
 
 /**
- * A listener that resets (TCP RST) each connection once a byte arrives: with
+ * A listener that echoes a connection's first chunk (the client's hello PING,
+ * answered as a 3.x server would) and resets (TCP RST) the connection when
+ * the next one arrives: with
  * Bun's `terminate()` under Bun, node:net's `resetAndDestroy()` elsewhere (in
  * a child Node.js process under Deno). The framework's own sockets never
  * reset.
@@ -136,11 +138,16 @@ async function resettingListener(): Promise<
 > {
   const bun = (globalThis as unknown as { Bun?: BunListenApi }).Bun;
   if (bun) {
+    const chunks = new WeakSet<BunSocket>();
     const listener = bun.listen({
       hostname: HOST,
       port: 0,
       socket: {
-        data: (socket) => socket.terminate(),
+        data: (socket, chunk) => {
+          if (chunks.has(socket)) return socket.terminate();
+          chunks.add(socket);
+          socket.write(chunk);
+        },
         open() {},
         close() {},
         error() {},
@@ -170,7 +177,10 @@ async function resettingListener(): Promise<
     sockets.add(socket);
     socket.on("error", () => {});
     socket.on("close", () => sockets.delete(socket));
-    socket.once("data", () => socket.resetAndDestroy());
+    socket.once("data", (hello) => {
+      socket.write(hello);
+      socket.once("data", () => socket.resetAndDestroy());
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
   return {
@@ -183,12 +193,17 @@ async function resettingListener(): Promise<
   };
 }
 
+interface BunSocket {
+  terminate(): void;
+  write(bytes: Uint8Array): number;
+}
+
 interface BunListenApi {
   listen(options: {
     hostname: string;
     port: number;
     socket: {
-      data(socket: { terminate(): void }): void;
+      data(socket: BunSocket, chunk: Uint8Array): void;
       open(): void;
       close(): void;
       error(): void;
