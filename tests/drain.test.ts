@@ -189,7 +189,7 @@ test("stop(): a handler slower than the server's timeout still answers a client 
     const reply = client.request(new Uint8Array([9]), { timeout: 3000 });
     await sleep(50);
     await server.stop();
-    assert.deepEqual(await reply, new Uint8Array([9]));
+    assert.deepEqual([...await reply], [9]); // a Buffer on Node.js
   } finally {
     await client.close();
   }
