@@ -227,6 +227,12 @@ async function start(
     env: options.env ? { ...node.env, ...options.env } : undefined,
     stdio: ["pipe", "pipe", "pipe"],
   });
+  // A command that cannot start is an "error" event, not a throw as on Deno
+  // and Bun: wait for one or the other, so callers see the same on all three.
+  await new Promise<void>((resolve, reject) => {
+    process.once("spawn", resolve);
+    process.once("error", reject);
+  });
   // A write or end after the child exited fails with EPIPE: not our concern.
   process.stdin.on("error", () => {});
   const status = new Promise<number>((resolve) =>

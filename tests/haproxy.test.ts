@@ -25,15 +25,21 @@ const PING_HEX = "01" +
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Whether `haproxy -v` runs. */
-async function haveHaproxy(): Promise<boolean> {
-  try {
-    const child = await spawn("haproxy", ["-v"]);
-    await child.closeStdin();
-    return (await child.exited) === 0;
-  } catch {
-    return false;
+/**
+ * The haproxy command that runs (`haproxy -v` exits 0), or undefined. Debian
+ * installs it in /usr/sbin, which a non-root user's PATH often lacks.
+ */
+async function findHaproxy(): Promise<string | undefined> {
+  for (
+    const command of ["haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+  ) {
+    try {
+      const child = await spawn(command, ["-v"]);
+      await child.closeStdin();
+      if (await child.exited === 0) return command;
+    } catch { /* not there: try the next */ }
   }
+  return undefined;
 }
 
 /** A port that was free a moment ago. */
@@ -99,7 +105,8 @@ interface Reply {
  * 0 is drained (SIGTERM: server.stop()) and restarted on its port mid-run.
  */
 async function underHaproxy(name: string, drain: boolean): Promise<void> {
-  if (!await haveHaproxy()) {
+  const command = await findHaproxy();
+  if (command === undefined) {
     console.log(
       `haproxy[${runtime}] ${name} skipped: haproxy is not installed (apt-get install haproxy)`,
     );
@@ -111,7 +118,7 @@ async function underHaproxy(name: string, drain: boolean): Promise<void> {
   // files (and Bun's stdin pipe is a socket, which /dev/stdin cannot open).
   const haproxy = await spawn("sh", [
     "-c",
-    `exec haproxy -db -f /dev/stdin <<'END'\n${
+    `exec ${command} -db -f /dev/stdin <<'END'\n${
       config(listen, servers.map((s) => s.port))
     }END\n`,
   ]);
