@@ -158,6 +158,11 @@ export class FramedConnection implements ConnectionHandler {
   #handedTotal = 0;
   /** While `closed` runs: what was never handed to the runtime. */
   #unsent: Uint8Array[] | undefined;
+  /**
+   * Start and end offsets of the large frames not yet wholly handed over:
+   * the only frames a hand-over can stop inside of.
+   */
+  #largeFrames: number[] = [];
   #flushScheduled = false;
   #writing = false;
   #closing = false;
@@ -271,6 +276,40 @@ export class FramedConnection implements ConnectionHandler {
       at = end;
     }
     return filled === length ? bytes : undefined;
+  }
+
+  /**
+   * During the `closed` event only: the whole frames none of whose bytes
+   * was handed to the runtime, in order (they never left the process).
+   */
+  unsentFrames(): Frame[] {
+    const chunks = this.#unsent;
+    if (chunks === undefined) return [];
+    // The first frame boundary at or after what was handed over.
+    let from = this.#handedTotal;
+    const large = this.#largeFrames;
+    for (let i = 0; i < large.length; i += 2) {
+      if (large[i] < from && from < large[i + 1]) from = large[i + 1];
+    }
+    const frames: Frame[] = [];
+    const decoder = new FrameDecoder({
+      protocol: this.#protocol,
+      maxFrameSize: Number.MAX_SAFE_INTEGER,
+    });
+    let at = this.#handedTotal;
+    try {
+      for (const chunk of chunks) {
+        const end = at + chunk.length;
+        if (end > from) {
+          decoder.push(
+            chunk.subarray(Math.max(0, from - at)),
+            (frame) => frames.push(frame),
+          );
+        }
+        at = end;
+      }
+    } catch { /* cannot be: these are frames this connection encoded */ }
+    return frames;
   }
 
   /** The last sign of progress: `headerSince` if set, else `lastReceived`. */
@@ -511,6 +550,11 @@ export class FramedConnection implements ConnectionHandler {
       out.set(payload, start + this.#headerSize);
       this.#outUsed = start + size;
     } else {
+      const largeFrames = this.#largeFrames;
+      while (largeFrames.length > 0 && largeFrames[1] <= this.#handedTotal) {
+        largeFrames.splice(0, 2);
+      }
+      largeFrames.push(this.#acceptedTotal, this.#acceptedTotal + size);
       const direct = start === 0 && buffered === 0 && !this.#writing &&
         this.#transport.writeNow !== undefined;
       if (owned) queued = this.#queueOwned(out, start, payload, direct);

@@ -307,6 +307,11 @@ class Conn {
   leaving = false;
   /** The server answered its hello: messages may be written on it. */
   greeted = false;
+  /**
+   * Requests that settled (timed out, aborted) while their frame was still
+   * in its write buffer: if it is lost, their frames are not sent elsewhere.
+   */
+  withdrawn: Set<string> | undefined;
   helloTimer: ReturnType<typeof setTimeout> | undefined;
   lastPing = performance.now();
   readonly openedAt = this.lastPing;
@@ -1074,6 +1079,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   #forget(request: PendingRequest): void {
     const conn = request.sentOn;
     if (conn !== undefined) {
+      if (request.offset >= conn.framed.handedBytes) {
+        (conn.withdrawn ??= new Set()).add(request.uuid);
+      }
       request.sentOn = undefined;
       if (--conn.inFlight === 0 && conn.leaving) this.#leave(conn);
     }
@@ -1259,6 +1267,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       this.#tickTimer = undefined;
     }
     if (conn.inFlight > 0) this.#failover(conn, error);
+    if (!this.#closing) this.#resend(conn, link);
     // No request left to time out: no timer either.
     if (this.#pending.size === 0) this.#deadlines.clear();
     // `closed` only follows `connected`; a connection lost before its
@@ -1311,6 +1320,25 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
           { cause: error },
         ),
       );
+    }
+  }
+
+  /**
+   * The `send()` messages of a lost connection that never left the process
+   * (still in its write buffer) go out again over another connection, or the
+   * next one: they cannot have been read.
+   */
+  #resend(conn: Conn, link: Link): void {
+    for (const frame of conn.framed.unsentFrames()) {
+      if (
+        frame.sign !== SIGN_DATA || this.#pending.has(frame.uuid) ||
+        conn.withdrawn?.has(frame.uuid)
+      ) continue;
+      try {
+        this.#send(frame, this.#ready.length > 0 ? this.#pick() : undefined);
+      } catch (error) {
+        this[emit]("exception", error, link.server);
+      }
     }
   }
 

@@ -406,3 +406,44 @@ test("a connection closed before the server answers its hello loses nothing: not
     await until(() => open.size === 0, 2000, "closed");
   }
 });
+
+test("failover: send()s still in the write buffer of a lost connection go to another server, once", async () => {
+  const seen: string[][] = [];
+  const [good] = await echoServers(1, seen);
+  const hole = await blackHole();
+  const client = new Client({
+    servers: [`${HOST}:${hole.port}`, `${HOST}:${good.port}`],
+    balance: "round-robin",
+    reconnect: () => 50,
+    transport: holdingTransport(hole.port),
+  });
+  client.on("exception", () => {});
+  const connected = new Set<string>();
+  client.on("connected", (server) => connected.add(server));
+  const send = () => {
+    const uuid = crypto.randomUUID();
+    client.send({ uuid, data: new Uint8Array([1]) });
+    return uuid;
+  };
+  try {
+    await until(() => connected.size === 2, 5000, "both connected");
+    // Half of the first batch is handed to the hole's (held) write: lost with
+    // it. The second batch waits behind it in the write buffer.
+    const handed = Array.from({ length: 10 }, send);
+    await sleep(20);
+    const buffered = Array.from({ length: 10 }, send);
+    await sleep(20);
+    hole.cut();
+    await until(() => seen[0].length >= 15, 3000, "15 at the good server");
+    await sleep(50);
+    const arrived = new Set(seen[0]);
+    assert.equal(seen[0].length, arrived.size, "none twice");
+    assert.equal(handed.filter((uuid) => arrived.has(uuid)).length, 5);
+    assert.ok(buffered.every((uuid) => arrived.has(uuid)));
+    assert.equal(hole.requests, 0);
+  } finally {
+    await client.close();
+    await hole.close();
+    await good.stop();
+  }
+});
