@@ -119,6 +119,13 @@ if (existsSync(join(root, "tools", "node_modules"))) {
     relative(join(out, "tools"), join(root, "tools", "node_modules")),
     join(out, "tools", "node_modules"),
   );
+  // The compiled example (examples/otel.js, which a test imports) finds its
+  // dev dependencies (@opentelemetry/*) as an application would: in a
+  // node_modules folder above it. Not part of the package ("files").
+  symlinkSync(
+    relative(out, join(root, "tools", "node_modules")),
+    join(out, "node_modules"),
+  );
 }
 
 for (const name of ["README.md", "LICENSE", "PROTOCOL.md"]) {
