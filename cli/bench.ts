@@ -13,6 +13,8 @@ import {
   ExitCode,
   numberOption,
   parseArgs,
+  type ParsedArgs,
+  protocolOption,
   toCliError,
   usage,
 } from "./_args.ts";
@@ -24,6 +26,8 @@ import {
   timeoutOption,
 } from "./commands.ts";
 import { Histogram } from "./_histogram.ts";
+import { statsLine } from "./_stats.ts";
+import { Server } from "../server.ts";
 import type { CliIo } from "./_io.ts";
 
 /** Help text of `bench`. */
@@ -38,7 +42,10 @@ still prints the summary.
 
 Options:
   --host <host>            server address (default ${CLI_DEFAULT_HOST})
-  -p, --port <port>        server port (required)
+  -p, --port <port>        server port (required, unless --serve)
+  --serve                  run an echo server in this process (on --host, and
+                           --port or a free one) and bench that; the summary
+                           then has the server's counters too
   --protocol <2|3>         wire protocol (default 3)
   -c, --connections <n>    connections (default 4)
   -n, --inflight <n>       requests outstanding per connection (default 16)
@@ -62,6 +69,7 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
     size: { type: "number", short: "s" },
     duration: { type: "number", short: "d" },
     json: { type: "boolean" },
+    serve: { type: "boolean" },
   });
   if (values.help) {
     await io.stdout(BENCH_HELP);
@@ -70,6 +78,41 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
   if (positionals.length > 0) {
     throw usage(`bench takes no argument, got "${positionals[0]}"`);
   }
+  let server: Server | undefined;
+  if (values.serve) {
+    // Ours: an echo server whose counters the summary can show.
+    server = new Server({
+      host: String(values.host ?? CLI_DEFAULT_HOST),
+      port: numberOption(values, "port", 0, {
+        integer: true,
+        min: 0,
+        max: 65535,
+      }),
+      protocol: protocolOption(values),
+    });
+    server.on("data", (socket, message) => socket.send(message));
+    try {
+      await server.start();
+    } catch (error) {
+      throw toCliError(error, `${values.host ?? CLI_DEFAULT_HOST}`);
+    }
+  }
+  try {
+    return await run(
+      server ? { ...values, port: server.port } : values,
+      io,
+      server,
+    );
+  } finally {
+    await server?.stop();
+  }
+}
+
+async function run(
+  values: ParsedArgs["values"],
+  io: CliIo,
+  server: Server | undefined,
+): Promise<number> {
   const target = targetOptions(values);
   const timeout = timeoutOption(values, 10);
   const connections = numberOption(values, "connections", 4, {
@@ -181,6 +224,10 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
     if (progress) await io.stderr("\r\x1b[2K");
   }
 
+  // Our server's counters once it has seen the clients go (within 200 ms).
+  for (let i = 0; server && server.stats().connectionsOpen > 0 && i < 40; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   const seconds = elapsed / 1000;
   const count = histogram.count;
   const summary = {
@@ -202,6 +249,7 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
       avg: count ? histogram.sum / count : NaN,
     },
     errors,
+    ...(server ? { server: server.stats() } : {}),
   };
   if (values.json) {
     await io.stdout(
@@ -228,6 +276,9 @@ export async function bench(argv: string[], io: CliIo): Promise<number> {
       ["latency max", `${fixed(summary.latencyMs.max)} ms`],
       ["errors", String(errors)],
     ];
+    if (summary.server) {
+      rows.push(["server", statsLine(summary.server)]);
+    }
     const width = Math.max(...rows.map(([name]) => name.length)) + 2;
     await io.stdout(
       rows.map(([name, value]) => name.padEnd(width) + value).join("\n") +

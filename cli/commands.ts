@@ -22,6 +22,7 @@ import {
 } from "../errors.ts";
 import { Server, type ServerSocket } from "../server.ts";
 import { serveWorkers } from "../workers.ts";
+import { statsLine } from "./_stats.ts";
 import {
   runtimeTransport,
   type TransportConnection,
@@ -110,7 +111,9 @@ Options:
                          proxy_protocol on); logs the client's address
   --trusted <list>       with --proxy-protocol: addresses or networks allowed to
                          send the header, comma-separated (default: any)
-  -v, --verbose          also log every request
+  -v, --verbose          also log every request, and the server's counters
+                         every --stats seconds
+  --stats <sec>          with -v: seconds between counter lines (default 5)
   -q, --quiet            log nothing on stderr
   -h, --help             show this help
 
@@ -126,6 +129,7 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     protocol: { type: "number" },
     reply: { type: "string" },
     verbose: { type: "boolean", short: "v" },
+    stats: { type: "number" },
     quiet: { type: "boolean", short: "q" },
     workers: { type: "number" },
     "reuse-port": { type: "boolean" },
@@ -149,6 +153,7 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     max: 65535,
   });
   const protocol = protocolOption(values);
+  const statsMs = numberOption(values, "stats", 5, { above: 0 }) * 1000;
   let reply: Uint8Array | undefined;
   if (typeof values.reply === "string") {
     reply = values.reply.startsWith("@")
@@ -218,6 +223,18 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
       `cannot listen on ${host}:${port}: ${reason}`,
     );
   }
+  let statsTimer: ReturnType<typeof setInterval> | undefined;
+  if (values.verbose && !values.quiet) {
+    let previous = server.stats();
+    let previousAt = performance.now();
+    statsTimer = setInterval(() => {
+      const stats = server.stats();
+      const now = performance.now();
+      log(`stats ${statsLine(stats, previous, (now - previousAt) / 1000)}`);
+      previous = stats;
+      previousAt = now;
+    }, statsMs);
+  }
   try {
     await io.stdout(
       `listening on ${host}:${server.port} (protocol ${protocol}, ${
@@ -227,6 +244,7 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     await interrupted;
     log("stopping");
   } finally {
+    clearInterval(statsTimer);
     stopInterrupts();
     await server.stop();
     await logs;

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { runtime, test } from "./_harness.ts";
-import { decoder, encoder, HOST, next } from "./_helpers.ts";
+import { decoder, encoder, HOST, next, until } from "./_helpers.ts";
 import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
 import { Client, Server } from "../mod.ts";
 import { ExitCode } from "../cli/main.ts";
@@ -277,4 +277,56 @@ test("cli: the npm package's bin runs the tool (Node.js)", async () => {
   } finally {
     await child.kill();
   }
+});
+
+test("cli: serve -v prints the server's counters every --stats seconds", async () => {
+  const child = await cli("serve", "--port", "0", "-v", "--stats", "0.05");
+  try {
+    const line = await child.waitFor(/^listening on /, 10_000);
+    const port = Number(/:(\d+) /.exec(line)![1]);
+    await using client = new Client({ host: HOST, port, reconnect: false });
+    await client.request(new Uint8Array(10), { timeout: 5000 });
+    await until(
+      () =>
+        /^stats connections 1 open, 1 total, 0 refused; messages in 1 \(\d+\/s\) out 1; bytes in \d+ B out \d+ B;.* protocol errors 0; timeouts 0; buffer full 0; buffered 0 B$/m
+          .test(child.stderr()),
+      10_000,
+      "a stats line",
+    );
+    await client.close();
+    child.signal("SIGTERM");
+    assert.equal(await child.exited, ExitCode.OK);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("cli: bench --serve reports its own server's counters", async () => {
+  const bench = await run([
+    "bench",
+    "--serve",
+    "--connections",
+    "2",
+    "--inflight",
+    "4",
+    "--size",
+    "100",
+    "--duration",
+    "0.3",
+    "--json",
+  ]);
+  assert.equal(bench.code, ExitCode.OK, bench.stderr);
+  const summary = JSON.parse(bench.stdout);
+  assert.ok(summary.messages > 0);
+  assert.equal(summary.server.messagesIn, summary.messages);
+  assert.equal(summary.server.messagesOut, summary.messages);
+  assert.equal(summary.server.connectionsTotal, 2);
+  assert.equal(summary.server.connectionsOpen, 0);
+  assert.equal(
+    summary.server.bytesIn,
+    summary.messages * 145 + summary.server.pingsIn * 45,
+  );
+  const table = await run(["bench", "--serve", "--duration", "0.2"]);
+  assert.equal(table.code, ExitCode.OK, table.stderr);
+  assert.match(table.stdout, /^server +connections 0 open, 4 total/m);
 });
