@@ -123,9 +123,8 @@ export class FramedConnection implements ConnectionHandler {
   // (bytes in per chunk, not per frame). Frames count PINGs too.
   /** Bytes received. */
   bytesIn = 0;
-  /** Frames accepted by `send`, and their bytes (headers included). */
+  /** Frames accepted by `send` (their bytes: `acceptedBytes`). */
   framesOut = 0;
-  bytesOut = 0;
   /** PING frames received and sent. */
   pingsIn = 0;
   pingsOut = 0;
@@ -476,6 +475,8 @@ export class FramedConnection implements ConnectionHandler {
    */
   send(frame: Frame, transfer = false): void {
     this.#enqueue(frame.sign, frame.uuid, frame.payload, false, transfer);
+    // PINGs only come this way (sendData is for DATA frames).
+    if (frame.sign === SIGN_PING) this.pingsOut++;
   }
 
   /**
@@ -565,8 +566,6 @@ export class FramedConnection implements ConnectionHandler {
     this.#acceptedTotal += size;
     this.#handedTotal += size - queued;
     this.framesOut++;
-    this.bytesOut += size;
-    if (sign !== SIGN_DATA) this.pingsOut++;
     if (queued === 0) return;
     this.#queuedBytes += queued;
     if (!this.#flushScheduled && !this.#writing) {

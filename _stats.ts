@@ -21,7 +21,7 @@ export class TrafficTotals {
     this.framesIn += framed.framesIn;
     this.framesOut += framed.framesOut;
     this.bytesIn += framed.bytesIn;
-    this.bytesOut += framed.bytesOut;
+    this.bytesOut += framed.acceptedBytes;
     this.pingsIn += framed.pingsIn;
     this.pingsOut += framed.pingsOut;
     this.protocolErrors += framed.protocolErrors;
