@@ -78,6 +78,10 @@ function config(listen: number, ports: number[]): string {
     "  timeout connect 1s",
     "  timeout client 30s",
     "  timeout server 30s",
+    // A check's own time limit is otherwise `inter` (100 ms): under a loaded
+    // machine a live server's echo can take longer, and fall 1 marked it down.
+    // A stopped server still fails its check at once (connection refused).
+    "  timeout check 2s",
     "  retries 3",
     "  option redispatch",
     "listen tcp_framework",
