@@ -27,6 +27,8 @@ export type Listener<Args extends any[]> = (
   ...args: [...Args, ...unknown[]]
 ) => unknown;
 
+import { UnheardErrors } from "./_unheard.ts";
+
 /** Key of the internal emit method, so it stays off the public surface. */
 export const emit: unique symbol = Symbol("emit");
 
@@ -97,6 +99,9 @@ export class TypedEventTarget<
   readonly #wrappers = new WeakMap<object, Map<string, EventListener>>();
   /** Whether `addEventListener` was ever called (then `#targetListeners` counts). */
   #anyTargetListener = false;
+  /** Prints `exception`s that no listener hears, within a rate limit. */
+  readonly #unheard = new UnheardErrors(() => this.constructor.name);
+  #exceptionListenerThrew = false;
   /** Arguments of the event being dispatched, for reporting listener errors. */
   #dispatching: unknown[] | undefined;
 
@@ -240,6 +245,11 @@ export class TypedEventTarget<
    */
   [emit]<K extends keyof Args & string>(type: K, ...args: Args[K]): void {
     const entries = this.#positional.get(type);
+    if (type === "exception" && !this.#listened(type, entries)) {
+      const detail = this.#shape.detail(type, args) as { error?: unknown };
+      this.#unheard.report(detail?.error);
+      return;
+    }
     if (entries !== undefined) {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i];
@@ -260,6 +270,11 @@ export class TypedEventTarget<
         this.#dispatching = outer;
       }
     }
+  }
+
+  #listened(type: string, entries: Entry[] | undefined): boolean {
+    return (entries !== undefined && entries.length > 0) ||
+      (this.#anyTargetListener && (this.#targetListeners.get(type) ?? 0) > 0);
   }
 
   #add(type: string, listener: Entry["fn"], once: boolean): this {
@@ -306,9 +321,16 @@ export class TypedEventTarget<
 
   #failed(type: string, args: unknown[], error: unknown): void {
     if (type === "exception") {
-      // Reporting it as another exception could loop; the console is the
-      // last place left that does not end the process.
-      console.error("An exception listener threw:", error);
+      // Reporting it as another exception could loop; stderr is the last
+      // place left that does not end the process. Once: a listener that
+      // throws usually throws for every error, and errors can come per frame.
+      if (!this.#exceptionListenerThrew) {
+        this.#exceptionListenerThrew = true;
+        console.error(
+          `${this.constructor.name}: an "exception" listener threw (said once; later throws are not printed):`,
+          error,
+        );
+      }
       return;
     }
     this.#shape.listenerFailed(type as keyof Args & string, args, error);
