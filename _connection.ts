@@ -317,6 +317,18 @@ export class FramedConnection implements ConnectionHandler {
   }
 
   /**
+   * Does not count `ms` of the time since the last progress as silence: the
+   * event loop was stalled that long and could not hear the peer. Called by a
+   * late liveness tick before `stamp`, so it shifts only old times.
+   */
+  excuse(ms: number, now: number): void {
+    this.lastReceived = Math.min(now, this.lastReceived + ms);
+    if (this.headerSince !== undefined) {
+      this.headerSince = Math.min(now, this.headerSince + ms);
+    }
+  }
+
+  /**
    * Dates the activity seen since the last call at `now`. Called by the
    * owner's liveness tick before it reads the times above, so they are late by
    * at most one tick, never early: a timeout may fire up to a tick late.

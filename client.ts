@@ -19,6 +19,7 @@
  * @module
  */
 
+import { TickClock } from "./_liveness.ts";
 import {
   type Frame,
   headerSize,
@@ -495,6 +496,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #queueCopies = new PayloadCopies();
   #queuedBytes = 0;
   #tickTimer: ReturnType<typeof setInterval> | undefined;
+  #tickClock: TickClock | undefined;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
   /** Sends refused by the queue's bounds (for stats). */
@@ -1202,6 +1204,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     conn.helloTimer = setTimeout(() => this.#greeted(conn), HELLO_WAIT_MS);
     conn.lastPing = performance.now();
     if (this.#tickMs !== undefined && this.#tickTimer === undefined) {
+      this.#tickClock = new TickClock(this.#tickMs);
       this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
     }
   }
@@ -1434,11 +1437,13 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 
   #tick(): void {
     const now = performance.now();
+    const late = this.#tickClock?.lateness(now) ?? 0;
     const timeoutMs = this.#timeoutMs ?? Infinity;
     const heartbeatMs = this.#heartbeatMs ?? Infinity;
     for (const conn of this.#conns) {
       const framed = conn.framed;
       if (framed.closed) continue;
+      if (late > 0) framed.excuse(late, now);
       framed.stamp(now);
       if (now - framed.lastProgress >= timeoutMs) {
         conn.link.timeouts++;
@@ -1463,9 +1468,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         try {
           framed.send({
             sign: SIGN_PING,
-            uuid: this.#protocol === 3
-              ? crypto.randomUUID()
-              : crypto.randomUUID().replaceAll("-", ""),
+            uuid: randomUuid(this.#protocol),
             payload: new Uint8Array(0),
           });
         } catch { /* a full buffer: the connection is busy, not idle */ }

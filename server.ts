@@ -17,6 +17,7 @@
  */
 
 import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
+import { TickClock } from "./_liveness.ts";
 import { FramedConnection } from "./_connection.ts";
 import { gracePeriod } from "./_deadlines.ts";
 import { controlFrame, controlKind } from "./_control.ts";
@@ -24,6 +25,7 @@ import { emit, TypedEventTarget } from "./events.ts";
 import {
   hasMessageShape,
   type Message,
+  randomUuid,
   type SendOptions,
   toDataFrame,
   wantsTransfer,
@@ -408,6 +410,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #tracedMessage: MessageContext | undefined;
   #listener: TransportListener | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #tickClock: TickClock | undefined;
   #stopping: Promise<void> | undefined;
   readonly #maxAgeMs: number | undefined;
   readonly #protocol: ProtocolVersion;
@@ -612,6 +615,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       Math.max(5, (this.#maxAgeMs ?? Infinity) / 10),
     );
     if (tick !== Infinity) {
+      this.#tickClock = new TickClock(tick);
       this.#timer = setInterval(() => this.#tick(), tick);
     }
     this[emit]("started");
@@ -936,6 +940,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
 
   #tick(): void {
     const now = performance.now();
+    const late = this.#tickClock?.lateness(now) ?? 0;
     const timeoutMs = this.#timeoutMs ?? Infinity;
     const heartbeatMs = this.#heartbeatMs ?? Infinity;
     for (const connection of this.#connections) {
@@ -945,6 +950,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       if (now >= connection.ageDeadline && !connection.draining) {
         this.#drain(connection, now + this.#graceMs);
       }
+      if (late > 0) framed.excuse(late, now);
       framed.stamp(now);
       // A client that said done-writing sends nothing more, by promise: its
       // silence is not a failure (the drain's deadline bounds it).
@@ -967,7 +973,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         try {
           framed.send({
             sign: SIGN_PING,
-            uuid: crypto.randomUUID(),
+            uuid: randomUuid(this.#protocol),
             payload: new Uint8Array(0),
           });
         } catch { /* full buffer: traffic is flowing anyway */ }
