@@ -7,7 +7,12 @@
 // or request can collide with them. PROTOCOL.md specifies each one, with its
 // bytes.
 
-import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
+import {
+  type Frame,
+  type ProtocolVersion,
+  SIGN_PING,
+  uuidLength,
+} from "./codec.ts";
 
 /** The control messages, by name. */
 export type ControlKind =
@@ -37,7 +42,7 @@ function reserved(name: string, length: number): string {
 const BY_UUID: Array<Map<string, ControlKind>> = [];
 const UUIDS: Array<Record<ControlKind, string>> = [];
 for (const protocol of [2, 3] as const) {
-  const length = protocol === 3 ? 36 : 32;
+  const length = uuidLength(protocol);
   const byUuid = new Map<string, ControlKind>();
   const uuids = {} as Record<ControlKind, string>;
   for (const [kind, name] of Object.entries(NAMES)) {
