@@ -156,19 +156,33 @@ class DenoConnection implements TransportConnection {
   write(bytes: Uint8Array): Promise<void> {
     // Usually one write takes everything: one promise reaction, no async
     // function around it; the loop only for a partial write.
-    const written = this.#conn.write(bytes).then((count) =>
-      count < bytes.length ? this.#writeAll(bytes.subarray(count)) : undefined
-    );
+    const written: Promise<void> = this.#conn.write(bytes).then((count) => {
+      if (count < bytes.length) {
+        return this.#writeAll(bytes.subarray(count), written);
+      }
+      this.#wrote(written);
+    });
     if (this.#readAfterWrite) this.#writing = written;
     return written;
   }
 
-  async #writeAll(bytes: Uint8Array): Promise<void> {
+  /**
+   * A write is done: reads no longer wait for it. Left in `#writing`, a write
+   * made outside a read (a heartbeat PING) would make the next read look held
+   * back, and its `progressed` would restart the clock of a peer that
+   * dribbles a header.
+   */
+  #wrote(written: Promise<void>): void {
+    if (this.#writing === written) this.#writing = undefined;
+  }
+
+  async #writeAll(bytes: Uint8Array, written: Promise<void>): Promise<void> {
     let at = 0;
     while (at < bytes.length) {
       at += await this.#conn.write(at === 0 ? bytes : bytes.subarray(at));
       this.#waiting?.progressed?.();
     }
+    this.#wrote(written);
   }
 
   close(): void {
