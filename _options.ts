@@ -3,6 +3,7 @@
 
 import { DEFAULT_MAX_FRAME_SIZE, type ProtocolVersion } from "./codec.ts";
 import { quote } from "./_quote.ts";
+import { checkKnownKeys } from "./_known_keys.ts";
 import { runtimeTransport } from "./transport/runtime.ts";
 import type { Transport } from "./transport/transport.ts";
 
@@ -51,7 +52,8 @@ export interface ConnectionOptions {
    * Seconds between heartbeat PINGs, fractions allowed: a Client sends one
    * every `heartbeat`; a Server sends one on each connection it has sent
    * nothing on for that long, so even peers that never ping see traffic.
-   * @default {20}
+   * Must be below `timeout`, or Infinity for none.
+   * @default {20, or two thirds of a shorter `timeout`}
    */
   heartbeat?: number;
   /**
@@ -107,6 +109,21 @@ export interface ConnectionOptions {
   transport?: Transport;
 }
 
+/**
+ * Every key of {@linkcode ConnectionOptions}, for the lists of known option
+ * keys of Server and Client (any other key is refused as a typo).
+ */
+export const CONNECTION_OPTIONS: Record<keyof ConnectionOptions, true> = {
+  heartbeat: true,
+  timeout: true,
+  maxFrameSize: true,
+  maxBufferedBytes: true,
+  gracePeriod: true,
+  protocol: true,
+  borrowPayloads: true,
+  transport: true,
+};
+
 /** What parseCommonOptions reads: the connection options and the address. */
 export interface CommonOptions extends ConnectionOptions {
   host?: string;
@@ -133,18 +150,29 @@ export interface ParsedCommonOptions {
 }
 
 /**
- * Checks the options Server and Client share.
+ * Checks the options Server and Client share, after refusing any key not in
+ * `known` (the class's whole option list).
  * @throws {TypeError | RangeError} Naming the first invalid option.
  */
 export function parseCommonOptions(
   options: CommonOptions,
+  known: Readonly<Record<string, true>>,
 ): ParsedCommonOptions {
   checkObject("options", options);
-  const heartbeat = checkSeconds(
-    "heartbeat",
-    options.heartbeat ?? DEFAULT_HEARTBEAT,
-  );
+  checkKnownKeys("option", options, known);
   const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
+  // Unset, it keeps the default's ratio to a shorter timeout, so that setting
+  // only `timeout` never makes a configuration that drops live peers.
+  const heartbeat = options.heartbeat === undefined
+    ? Math.min(DEFAULT_HEARTBEAT, timeout * 2 / 3)
+    : checkSeconds("heartbeat", options.heartbeat);
+  if (Number.isFinite(heartbeat) && !(heartbeat < timeout)) {
+    throw new RangeError(
+      `Invalid heartbeat ${quote(heartbeat)} with timeout ${
+        quote(timeout)
+      }: the heartbeat must be below the timeout (or Infinity for none), or a peer that answers every PING is still dropped`,
+    );
+  }
   return {
     host: checkHost("host", options.host ?? DEFAULT_HOST),
     port: checkPort("port", options.port),

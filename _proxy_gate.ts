@@ -8,6 +8,7 @@ import { ProxyProtocolError } from "./errors.ts";
 import { checkSeconds } from "./_options.ts";
 import { type Network, parseNetwork } from "./_ip.ts";
 import { quote } from "./_quote.ts";
+import { checkKnownKeys } from "./_known_keys.ts";
 import type { ConnectionHandler } from "./transport/transport.ts";
 
 /**
@@ -39,6 +40,10 @@ export function parseProxyOption(value: unknown): ProxyPolicy | undefined {
       }: expected a boolean or { trusted, timeout }`,
     );
   }
+  checkKnownKeys("proxyProtocol option", value, {
+    trusted: true,
+    timeout: true,
+  });
   const { trusted, timeout } = value as {
     trusted?: unknown;
     timeout?: unknown;

@@ -47,11 +47,13 @@ import {
   checkPort,
   checkSeconds,
   type CommonOptions,
+  CONNECTION_OPTIONS,
   type ConnectionOptions,
   parseCommonOptions,
   toMs,
 } from "./_options.ts";
 import { quote } from "./_quote.ts";
+import { checkKnownKeys } from "./_known_keys.ts";
 import { PayloadCopies } from "./_payload_copies.ts";
 import {
   BufferFullError,
@@ -189,6 +191,22 @@ export interface ClientOptions extends ConnectionOptions {
   tls?: boolean | ClientTlsOptions;
 }
 
+/** Every key of {@linkcode ClientOptions}: any other is refused as a typo. */
+const CLIENT_OPTIONS: Record<keyof ClientOptions, true> = {
+  ...CONNECTION_OPTIONS,
+  host: true,
+  port: true,
+  servers: true,
+  connectionsPerServer: true,
+  shuffle: true,
+  balance: true,
+  connectTimeout: true,
+  maxQueuedMessages: true,
+  reconnect: true,
+  requestTimeout: true,
+  tls: true,
+};
+
 /**
  * Options of {@linkcode Client.request}.
  *
@@ -221,6 +239,13 @@ export interface RequestOptions {
    */
   transfer?: boolean;
 }
+
+const REQUEST_OPTIONS: Record<keyof RequestOptions, true> = {
+  timeout: true,
+  signal: true,
+  idempotent: true,
+  transfer: true,
+};
 
 /**
  * A server of a client's `servers` list.
@@ -515,6 +540,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this[emit]("exception", error, undefined),
     });
     checkObject("options", options);
+    checkKnownKeys("option", options, CLIENT_OPTIONS);
     let addresses: ServerAddress[] | undefined;
     if (options.servers !== undefined) {
       if (options.host !== undefined || options.port !== undefined) {
@@ -526,6 +552,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
     const common = parseCommonOptions(
       addresses ? { ...options, ...addresses[0] } : options as CommonOptions,
+      CLIENT_OPTIONS,
     );
     addresses ??= [{ host: common.host, port: common.port }];
     this.host = common.host;
@@ -761,7 +788,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * @param options Time limit (ms), abort signal, and whether it may be sent
    *   twice.
    * @returns The payload of the reply.
-   * @throws {TypeError} If `data` is not a `Uint8Array`.
+   * @throws {TypeError} If `data` is not a `Uint8Array`, or an option is unknown.
    * @throws {TimeoutError} If no reply arrives in time.
    * @throws {ConnectionLostError} If the connection that carried the request
    *   is lost before the reply (not with `idempotent`; its `written` says
@@ -826,6 +853,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       return Promise.reject(
         new TypeError(`Invalid data ${quote(data)}: expected a Uint8Array`),
       );
+    }
+    for (const key in options) {
+      if (!Object.hasOwn(REQUEST_OPTIONS, key)) {
+        try {
+          checkKnownKeys("request option", options, REQUEST_OPTIONS);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
     }
     const timeout = options.timeout ?? this.#requestTimeoutMs;
     if (typeof timeout !== "number" || !(timeout >= 0)) {

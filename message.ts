@@ -10,6 +10,7 @@ import {
   uuidLength,
 } from "./codec.ts";
 import { quote } from "./_quote.ts";
+import { checkKnownKeys } from "./_known_keys.ts";
 
 /**
  * A request or response: a uuid and an opaque payload.
@@ -105,6 +106,11 @@ export function wantsTransfer(options: SendOptions | undefined): boolean {
     throw new TypeError(
       `Invalid options ${quote(options)}: expected { transfer?: boolean }`,
     );
+  }
+  for (const key in options) {
+    if (key !== "transfer") {
+      checkKnownKeys("send option", options, { transfer: true });
+    }
   }
   const transfer = options.transfer;
   if (transfer !== undefined && typeof transfer !== "boolean") {

@@ -33,6 +33,7 @@ import {
 import {
   checkCount,
   checkSeconds,
+  CONNECTION_OPTIONS,
   type ConnectionOptions,
   parseCommonOptions,
 } from "./_options.ts";
@@ -183,6 +184,18 @@ export interface ServerOptions extends ConnectionOptions {
    */
   reusePort?: boolean;
 }
+
+/** Every key of {@linkcode ServerOptions}: any other is refused as a typo. */
+const SERVER_OPTIONS: Record<keyof ServerOptions, true> = {
+  ...CONNECTION_OPTIONS,
+  host: true,
+  port: true,
+  maxConnections: true,
+  maxConnectionAge: true,
+  tls: true,
+  proxyProtocol: true,
+  reusePort: true,
+};
 
 /**
  * One client connection, as the server's events hand it over.
@@ -446,7 +459,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this[emit]("exception", socket, error);
       },
     });
-    const common = parseCommonOptions(options);
+    const common = parseCommonOptions(options, SERVER_OPTIONS);
     this.host = common.host;
     this.#port = common.port;
     this.#heartbeatMs = common.heartbeatMs;

@@ -12,6 +12,7 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import type { ProtocolVersion } from "../codec.ts";
+import { nearestKey } from "../_known_keys.ts";
 
 /**
  * The exit codes of the command-line tool, stable for scripts:
@@ -180,7 +181,16 @@ export function parseArgs(
       name = byShort.get(arg.slice(1)) ?? arg;
     }
     const option = Object.hasOwn(spec, name) ? spec[name] : undefined;
-    if (!option) throw usage(`unknown option ${arg.split("=")[0]}`);
+    if (!option) {
+      const near = arg.startsWith("--")
+        ? nearestKey(name, Object.keys(spec))
+        : undefined;
+      throw usage(
+        `unknown option ${arg.split("=")[0]}${
+          near === undefined ? "" : ` (did you mean --${near}?)`
+        }`,
+      );
+    }
     if (option.type === "boolean") {
       if (inline !== undefined) throw usage(`--${name} takes no value`);
       values[name] = true;

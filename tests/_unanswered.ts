@@ -58,7 +58,10 @@ export async function unanswered(): Promise<Unanswered | undefined> {
   };
   try {
     for (let i = 0; i < MAX_FILL; i++) {
-      const filler = await connectWithin(port, HANG_MS);
+      let filler = await connectWithin(port, HANG_MS);
+      // A loaded machine can be slow to complete a connect: a second, longer
+      // try tells a full queue from a slow one.
+      filler ??= await connectWithin(port, 4 * HANG_MS);
       if (filler === undefined) return { port, filled: i, close };
       fillers.push(filler);
     }

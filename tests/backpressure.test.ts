@@ -284,7 +284,7 @@ if (runtime === "deno") {
       host: HOST,
       port: 0,
       timeout: 0.5,
-      heartbeat: 60,
+      heartbeat: Infinity, // no PINGs: only the reads may keep it alive
       maxBufferedBytes: 32 * 1024 * 1024,
     });
     const ANSWER = 1024 * 1024;

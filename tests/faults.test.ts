@@ -4,8 +4,9 @@
 
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
-import { decoder, encoder, HOST, sleep, until } from "./_helpers.ts";
+import { decoder, encoder, HOST, next, sleep, until } from "./_helpers.ts";
 import { unanswered } from "./_unanswered.ts";
+import { parseArgs } from "../cli/_args.ts";
 import { Client, Server, TimeoutError } from "../mod.ts";
 import type {
   ConnectionHandler,
@@ -100,7 +101,8 @@ test("connect: an attempt to a host that drops SYNs ends at connectTimeout, then
       },
     });
     client.on("exception", (error) => timeouts.push(error));
-    await until(() => timeouts.length >= 2, 5000, "two connect timeouts");
+    client.on("connected", () => timeouts.push("connected"));
+    await until(() => timeouts.length >= 2, 10_000, "two connect timeouts");
     const elapsed = performance.now() - started;
     await client.close();
     assert.ok(
@@ -206,4 +208,125 @@ test("connect: a transport that ignores the signal is given up on all the same; 
   await sleep(0);
   assert.equal(afterClose.closed, true);
   assert.equal(client.connected, false);
+});
+
+test("options: an unknown key is a TypeError naming it, with the option it most likely meant", () => {
+  for (const make of [Server, Client] as const) {
+    assert.throws(
+      () => new make({ host: HOST, port: 1, hearbeat: 5 } as never),
+      (error) =>
+        error instanceof TypeError &&
+        error.message.startsWith(
+          'Unknown option "hearbeat" (did you mean "heartbeat"?)',
+        ),
+    );
+  }
+  assert.throws(
+    () =>
+      new Client({ port: 1, timout: 1, max_frame_size: 2, colour: 3 } as never),
+    (error) =>
+      error instanceof TypeError &&
+      error.message.startsWith(
+        'Unknown options "timout" (did you mean "timeout"?), "max_frame_size" (did you mean "maxFrameSize"?), "colour":',
+      ),
+  );
+  // Nested option objects too.
+  assert.throws(
+    () => new Client({ port: 1, tls: { serverNmae: "x" } } as never),
+    /Unknown tls option "serverNmae" \(did you mean "serverName"\?\)/,
+  );
+  assert.throws(
+    () =>
+      new Server(
+        { port: 0, proxyProtocol: { trusted: [], timeut: 3 } } as never,
+      ),
+    /Unknown proxyProtocol option "timeut" \(did you mean "timeout"\?\)/,
+  );
+});
+
+test("options: request() refuses an unknown option key", async () => {
+  await using client = new Client({ host: HOST, port: 1, reconnect: false });
+  client.on("exception", () => {});
+  await assert.rejects(
+    client.request(new Uint8Array(1), { timout: 10 } as never),
+    /Unknown request option "timout" \(did you mean "timeout"\?\)/,
+  );
+  assert.equal(client.bufferedAmount, 0); // refused before anything is queued
+});
+
+test("options: a heartbeat not below the timeout is a RangeError naming both", async () => {
+  for (const make of [Server, Client] as const) {
+    for (const [heartbeat, timeout] of [[5, 0.5], [1, 1]]) {
+      assert.throws(
+        () => new make({ port: 1, heartbeat, timeout }),
+        (error) =>
+          error instanceof RangeError &&
+          error.message.includes(`heartbeat ${heartbeat}`) &&
+          error.message.includes(`timeout ${timeout}`),
+      );
+    }
+  }
+  // Allowed: no heartbeat at all, or no timeout at all.
+  new Server({ port: 0, heartbeat: Infinity, timeout: 0.5 });
+  new Server({ port: 0, heartbeat: 60, timeout: Infinity });
+  await new Client({
+    port: 1,
+    heartbeat: Infinity,
+    timeout: 0.5,
+    reconnect: false,
+  })
+    .close();
+  await new Client({
+    port: 1,
+    heartbeat: 60,
+    timeout: Infinity,
+    reconnect: false,
+  })
+    .close();
+});
+
+test("options: with only a short timeout set on both ends, an idle connection stays up", async () => {
+  // The default heartbeat (20 s) would let both ends drop it every 0.3 s.
+  await using server = new Server({ host: HOST, port: 0, timeout: 0.3 });
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
+  await server.start();
+  await using client = new Client({
+    host: HOST,
+    port: server.port,
+    timeout: 0.3,
+  });
+  let closes = 0;
+  client.on("closed", () => closes++);
+  client.on("exception", (error) => exceptions.push(error));
+  await next(client, "connected");
+  await sleep(1000);
+  assert.equal(closes, 0);
+  assert.deepEqual(exceptions, []);
+});
+
+test("options: the command line refuses an unknown flag with the one it most likely meant", () => {
+  const spec = {
+    timeout: { type: "number" },
+    port: { type: "number" },
+  } as const;
+  assert.throws(
+    () => parseArgs(["--port", "1", "--tiemout", "2"], spec),
+    /unknown option --tiemout \(did you mean --timeout\?\)/,
+  );
+  assert.throws(
+    () => parseArgs(["--colour"], spec),
+    /unknown option --colour$/,
+  );
+});
+
+test("options: send() refuses an unknown option key before anything is written", async () => {
+  await using client = new Client({ host: HOST, port: 1, reconnect: false });
+  client.on("exception", () => {});
+  const message = { uuid: crypto.randomUUID(), data: new Uint8Array(1) };
+  assert.throws(
+    () => client.send(message, { transfr: true } as never),
+    /Unknown send option "transfr" \(did you mean "transfer"\?\)/,
+  );
+  assert.equal(client.bufferedAmount, 0);
 });

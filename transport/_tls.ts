@@ -2,6 +2,7 @@
 // names the option (`tls`, `tls.cert`, …) and quotes the value.
 
 import { quote } from "../_quote.ts";
+import { checkKnownKeys } from "../_known_keys.ts";
 import type { ClientTlsOptions, ServerTlsOptions } from "./transport.ts";
 
 function checkPem(name: string, value: unknown): string {
@@ -26,6 +27,7 @@ export function checkServerTls(
 ): ServerTlsOptions | undefined {
   if (value === undefined) return undefined;
   checkTlsObject(name, value, "an object with cert and key (PEM)");
+  checkKnownKeys(`${name} option`, value as object, { cert: true, key: true });
   const { cert, key } = value as Record<string, unknown>;
   return {
     cert: checkPem(`${name}.cert`, cert),
@@ -44,6 +46,10 @@ export function checkClientTls(
   if (value === undefined || value === false) return undefined;
   if (value === true) return {};
   checkTlsObject(name, value, "true, or an object with ca and serverName");
+  checkKnownKeys(`${name} option`, value as object, {
+    ca: true,
+    serverName: true,
+  });
   const { ca, serverName } = value as Record<string, unknown>;
   const checked: ClientTlsOptions = {};
   if (Array.isArray(ca)) {
