@@ -19,13 +19,12 @@
  * @module
  */
 
-import { TickClock } from "./_liveness.ts";
+import { ping, silence, TickClock } from "./_liveness.ts";
 import {
   type Frame,
   headerSize,
   type ProtocolVersion,
   SIGN_DATA,
-  SIGN_PING,
 } from "./codec.ts";
 import { FramedConnection } from "./_connection.ts";
 import { controlFrame, controlKind } from "./_control.ts";
@@ -1479,35 +1478,17 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     for (const conn of this.#conns) {
       const framed = conn.framed;
       if (framed.closed) continue;
-      if (late > 0) framed.excuse(late, now);
-      framed.stamp(now);
-      if (now - framed.lastProgress >= timeoutMs) {
+      const silent = silence(framed, now, late, timeoutMs);
+      if (silent) {
         conn.link.timeouts++;
-        this[emit](
-          "exception",
-          new TimeoutError(
-            `${
-              framed.headerSince === undefined
-                ? "Connection silent"
-                : "Frame header incomplete"
-            } for over ${timeoutMs} ms`,
-            timeoutMs,
-          ),
-          conn.link.server,
-        );
+        this[emit]("exception", silent, conn.link.server);
         framed.close();
         continue;
       }
       // Nothing more, not even a PING, after done-writing.
       if (!conn.leaving && now - conn.lastPing >= heartbeatMs) {
         conn.lastPing = now;
-        try {
-          framed.send({
-            sign: SIGN_PING,
-            uuid: randomUuid(this.#protocol),
-            payload: new Uint8Array(0),
-          });
-        } catch { /* a full buffer: the connection is busy, not idle */ }
+        ping(framed, this.#protocol);
       }
     }
   }

@@ -17,7 +17,7 @@
  */
 
 import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
-import { TickClock } from "./_liveness.ts";
+import { ping, silence, TickClock } from "./_liveness.ts";
 import { FramedConnection } from "./_connection.ts";
 import { gracePeriod } from "./_deadlines.ts";
 import { controlFrame, controlKind } from "./_control.ts";
@@ -25,7 +25,6 @@ import { emit, TypedEventTarget } from "./events.ts";
 import {
   hasMessageShape,
   type Message,
-  randomUuid,
   type SendOptions,
   toDataFrame,
   wantsTransfer,
@@ -42,7 +41,6 @@ import {
   ConnectionLimitError,
   NetworkError,
   ProxyProtocolError,
-  TimeoutError,
 } from "./errors.ts";
 import {
   DEFAULT_PROXY_HEADER_TIMEOUT,
@@ -963,33 +961,15 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       if (now >= connection.ageDeadline && !connection.draining) {
         this.#drain(connection, now + this.#graceMs);
       }
-      if (late > 0) framed.excuse(late, now);
-      framed.stamp(now);
+      const silent = silence(framed, now, late, timeoutMs);
       // A client that said done-writing sends nothing more, by promise: its
       // silence is not a failure (the drain's deadline bounds it).
-      if (now - framed.lastProgress >= timeoutMs && !connection.doneWriting) {
+      if (silent && !connection.doneWriting) {
         this.#timeouts++;
-        this[emit](
-          "exception",
-          connection,
-          new TimeoutError(
-            `${
-              framed.headerSince === undefined
-                ? "Connection silent"
-                : "Frame header incomplete"
-            } for over ${timeoutMs} ms`,
-            timeoutMs,
-          ),
-        );
+        this[emit]("exception", connection, silent);
         framed.close();
       } else if (now - framed.lastSent >= heartbeatMs) {
-        try {
-          framed.send({
-            sign: SIGN_PING,
-            uuid: randomUuid(this.#protocol),
-            payload: new Uint8Array(0),
-          });
-        } catch { /* full buffer: traffic is flowing anyway */ }
+        ping(framed, this.#protocol);
       }
     }
   }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { HOST, sleep, until } from "./_helpers.ts";
 import { Client, Server } from "../mod.ts";
+import { TickClock } from "../_liveness.ts";
 
 /** Blocks the event loop for `ms`, as a long synchronous handler would. */
 function blockLoop(ms: number): void {
@@ -51,4 +52,12 @@ test("stall: a loop blocked past the timeout drops no healthy peer, on the serve
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }
+});
+
+test("stall: a tick's lateness is what passed beyond its period, never negative", () => {
+  const clock = new TickClock(100, 0);
+  assert.equal(clock.lateness(100), 0);
+  assert.equal(clock.lateness(195), 0); // early: not negative
+  assert.equal(clock.lateness(750), 455); // blocked: 555 ms for a 100 ms tick
+  assert.equal(clock.lateness(851), 1);
 });
