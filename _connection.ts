@@ -653,7 +653,8 @@ export class FramedConnection implements ConnectionHandler {
     }
     this.#out = undefined;
     this.#outUsed = 0;
-    return headerLeft + rest.length;
+    // The `start` bytes before the header are earlier frames', queued already.
+    return headerLeft - start + rest.length;
   }
 
   /**

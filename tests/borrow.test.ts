@@ -151,6 +151,61 @@ test("borrowPayloads: bytes exact when frames arrive cut anywhere, byte by byte 
   if (canDetach) assert.equal(retained!.length, 0, "retained payload");
 });
 
+test("borrowPayloads + transfer echo: memory reused once written, bytes exact under pipelining", async () => {
+  // The server answers each large payload with `transfer`; once written, that
+  // memory goes back to its decoder for the next large payload. Many replies
+  // in flight at once, of sizes above and below the memory given back, so
+  // memory reused while still being written would show as wrong bytes.
+  const maxBufferedBytes = 32 * 1024 * 1024; // all of them in flight at once
+  await using server = new Server({
+    host: HOST,
+    port: 0,
+    borrowPayloads: true,
+    maxBufferedBytes,
+  });
+  let echoed = 0;
+  server.on("data", (socket, message) => {
+    socket.send(message, { transfer: true });
+    echoed++;
+  });
+  await server.start();
+  await using client = new Client({
+    host: HOST,
+    port: server.port,
+    maxBufferedBytes,
+  });
+  await next(client, "connected");
+  const sizes = [
+    1024 * 1024,
+    1024 * 1024,
+    300 * 1024,
+    1024 * 1024 + 5,
+    64 * 1024,
+    700 * 1024,
+    2 * 1024 * 1024,
+    1024 * 1024,
+    260 * 1024,
+    2 * 1024 * 1024,
+    96 * 1024,
+    1024 * 1024 + 5,
+  ];
+  for (let round = 0; round < 2; round++) {
+    const replies = await Promise.all(
+      sizes.map((size, n) =>
+        client.request(patterned(size, n + 10 * round), { timeout: 15000 })
+      ),
+    );
+    replies.forEach((reply, n) =>
+      assertSameBytes(
+        reply,
+        patterned(sizes[n], n + 10 * round),
+        `round ${round} reply ${n}`,
+      )
+    );
+  }
+  assert.equal(echoed, 2 * sizes.length);
+});
+
 test("borrowPayloads: a bad option value is refused by name", () => {
   assert.throws(
     () =>

@@ -221,6 +221,33 @@ test("FramedConnection: a frame larger than a write buffer is spread over severa
   );
 });
 
+test("FramedConnection: a large frame sent with transfer after small ones in the same turn: bytes exact, counted once", async () => {
+  // Its header ends the write buffer the small frames are in; they were
+  // counted as queued when sent, and must not be counted again with it.
+  for (const hold of [false, true]) {
+    const transport = new FakeTransport({ hold });
+    const { connection } = connect(transport);
+    const small: Frame = { sign: SIGN_DATA, uuid, payload: patterned(60, 1) };
+    const large = patterned(700 * 1024, 2);
+    const expected = concat(
+      encodeFrame(small),
+      encodeFrame({ sign: SIGN_DATA, uuid, payload: large }),
+      encodeFrame(small),
+    );
+    connection.send(small);
+    connection.sendData(uuid, large.slice(), true);
+    connection.send(small);
+    assert.equal(connection.bufferedAmount, expected.length, `hold ${hold}`);
+    for (let i = 0; i < 20 && connection.bufferedAmount > 0; i++) {
+      await turn();
+      transport.release();
+    }
+    assert.equal(connection.bufferedAmount, 0, `hold ${hold}`);
+    assert.equal(transport.closed, 0, `hold ${hold}: closed`);
+    assertSameBytes(transport.all(), expected, `hold ${hold}`);
+  }
+});
+
 test("FramedConnection: a partial writeNow of a large frame is followed by the rest, byte for byte", async () => {
   // Less than the header, more than the header, more than a write buffer.
   for (const takes of [10, 1000, 300 * 1024]) {
