@@ -650,7 +650,7 @@ export class FramedConnection implements ConnectionHandler {
     if (rest.length > 0) {
       this.#full.push(rest);
       this.#fullUsed.push(rest.length);
-    }
+    } else this.#decoder.recycle(payload.buffer as ArrayBuffer); // all taken
     this.#out = undefined;
     this.#outUsed = 0;
     // The `start` bytes before the header are earlier frames', queued already.
@@ -700,6 +700,19 @@ export class FramedConnection implements ConnectionHandler {
     this.#fullUsed.push(used);
     this.#outUsed = 0;
     return this.#setOut(takeBuffer(size));
+  }
+
+  /**
+   * A buffer the runtime is done with goes back to its pool; one larger than
+   * any write buffer is a payload sent with `transfer`, memory of the
+   * framework's own, and goes to the decoder for the next large payload (an
+   * echo of large payloads with `borrowPayloads` and `transfer` then
+   * allocates nothing per message).
+   */
+  #release(buffer: Uint8Array): void {
+    if (buffer.length > BATCH_BYTES) {
+      this.#decoder.recycle(buffer.buffer as ArrayBuffer);
+    } else returnBuffer(buffer);
   }
 
   #setOut(buffer: Uint8Array): Uint8Array {
@@ -762,13 +775,13 @@ export class FramedConnection implements ConnectionHandler {
         pending.then(() => {
           this.#writing = false;
           this.#inFlightBytes = 0;
-          returnBuffer(buffer);
+          this.#release(buffer);
           this.#flush();
         }, (error) => this.#writeFailed(error));
         return;
       }
       this.#inFlightBytes = 0;
-      returnBuffer(buffer);
+      this.#release(buffer);
     }
     if (this.bufferedAmount === 0 && this.#drainWaiters.length > 0) {
       const waiters = this.#drainWaiters;

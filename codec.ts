@@ -677,6 +677,17 @@ export class FrameDecoder {
           continue;
         }
         const take = Math.min(missing, length - at);
+        if (
+          this.#partsBytes === 0 && this.#spare !== undefined &&
+          this.#payloadLength >= TARGET_MIN_PAYLOAD &&
+          this.#payloadLength <= this.#spare.byteLength
+        ) {
+          // Memory given back is claimed at once, since it costs nothing to
+          // hold: the rest of the payload is read straight into it, and its
+          // first part is the only copy.
+          this.#target = new Uint8Array(this.#spare, 0, this.#payloadLength);
+          this.#spare = undefined;
+        }
         const target = this.#target;
         if (target !== undefined) {
           // Bytes read into the view readTarget() lent are in place already.
