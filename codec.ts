@@ -1012,7 +1012,7 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
     // Batches are carved one after another out of a slab, since each leaves
     // by reference: one allocation for many batches (each allocation costs
     // its zeroing and, on V8, garbage collections driven by external memory).
-    let slab = new Uint8Array(0);
+    let slab: Uint8Array = new Uint8Array(0);
     /** Where the batch being filled starts in the slab, and its length. */
     let start = 0;
     let used = 0;
@@ -1047,12 +1047,16 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
       if (used + size > STREAM_BATCH_BYTES) emit();
       if (start + used + size <= slab.length) return start + used;
       const need = used + size;
-      const bigger = new Uint8Array(Math.max(
+      const slabSize = Math.max(
         // A batch outgrowing its slab moves to one of twice its size.
         used > 0 ? 2 * need : need,
         4096,
         Math.min(8 * lastBatch, STREAM_SLAB_BYTES),
-      ));
+      );
+      // Unzeroed where the runtime offers it: only bytes written are emitted.
+      const bigger = allocUnsafe !== undefined
+        ? allocUnsafe(slabSize)
+        : new Uint8Array(slabSize);
       bigger.set(slab.subarray(start, start + used));
       slab = bigger;
       start = 0;
