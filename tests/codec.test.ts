@@ -551,3 +551,68 @@ test("codec: the encoder stream's chunks stay within 256 KiB, and a payload of 6
     assert.ok(batched.length < 10, `${batched.length} batches`);
   }
 });
+
+test("codec: recycled memory is claimed for large payloads, and they stay exact under any chunking", () => {
+  // A seeded run: large payloads of varied sizes cut at random, read in part
+  // through readTarget(), with memory recycled between frames as a connection
+  // does (bigger or smaller than what comes next, or the last payload's own).
+  let seed = 20261129;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const sizes = Array.from({ length: 40 }, () => 64 * 1024 + random(300_000));
+  const frames = sizes.map((size, n) =>
+    encodeFrame({
+      sign: SIGN_DATA,
+      uuid: crypto.randomUUID(),
+      payload: patterned(size, n),
+    })
+  );
+  const stream = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  frames.reduce((at, frame) => (stream.set(frame, at), at + frame.length), 0);
+  const decoder = new FrameDecoder({ maxFrameSize: 1 << 20 });
+  const got: Uint8Array[] = [];
+  let claimedInPlace = 0;
+  let claimedEarly = 0;
+  for (let at = 0; at < stream.length;) {
+    const piece = stream.subarray(at, at + 1 + random(200_000));
+    at += piece.length;
+    const target = decoder.readTarget();
+    let chunk: Uint8Array = piece.slice();
+    if (target !== undefined && piece.length <= target.length) {
+      target.set(piece);
+      chunk = target.subarray(0, piece.length);
+      claimedInPlace++;
+    }
+    decoder.push(chunk, (frame) => {
+      got.push(frame.payload.slice());
+      const choice = random(3);
+      const own = frame.payload.byteOffset === 0 &&
+        frame.payload.byteLength === frame.payload.buffer.byteLength;
+      if (choice === 0 && own) {
+        // Its memory given back, as after a send with transfer.
+        decoder.recycle(
+          (frame.payload.buffer as ArrayBuffer & { transfer(): ArrayBuffer })
+            .transfer?.() ?? new ArrayBuffer(frame.payload.length),
+        );
+      } else if (choice === 1) {
+        decoder.recycle(new ArrayBuffer(64 * 1024 + random(400_000)));
+      }
+    });
+    // Memory of its own before an eighth of the payload is here: recycled
+    // memory, claimed at once.
+    const received = decoder.pendingBytes - 45;
+    if (
+      received > 0 && received * 8 < sizes[got.length] &&
+      decoder.readTarget() !== undefined
+    ) claimedEarly++;
+  }
+  decoder.end();
+  assert.equal(got.length, sizes.length);
+  got.forEach((payload, n) =>
+    assertSameBytes(payload, patterned(sizes[n], n), `payload ${n}`)
+  );
+  assert.ok(claimedInPlace > 10, `${claimedInPlace} reads in place`);
+  assert.ok(claimedEarly > 3, `${claimedEarly} payloads claimed memory early`);
+});
