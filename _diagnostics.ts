@@ -59,6 +59,12 @@ export const PROTOCOL_ERROR = "tcp-framework:protocol:error";
  */
 export const SERVER_DRAIN = "tcp-framework:server:drain";
 /**
+ * Published when a client's server set changes (a DNS answer, or
+ * `setServers`): what joined and what left.
+ * @example `CLIENT_SERVERS === "tcp-framework:client:servers"`
+ */
+export const CLIENT_SERVERS = "tcp-framework:client:servers";
+/**
  * The TracingChannel around `client.request()`: its channels are
  * `tracing:tcp-framework:request:start`, `:end`, `:asyncStart`, `:asyncEnd`
  * and `:error`.
@@ -80,6 +86,7 @@ export interface Channels {
   failed: Channel;
   protocolError: Channel;
   drain: Channel;
+  servers: Channel;
   request: Trace;
   message: Trace;
 }
@@ -109,6 +116,7 @@ export function install(dc: DiagnosticsChannelModule): void {
     failed: dc.channel(CONNECTION_FAILED),
     protocolError: dc.channel(PROTOCOL_ERROR),
     drain: dc.channel(SERVER_DRAIN),
+    servers: dc.channel(CLIENT_SERVERS),
     request: trace(dc, REQUEST_TRACE),
     message: trace(dc, MESSAGE_TRACE),
   };

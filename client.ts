@@ -19,31 +19,25 @@
  * @module
  */
 
-import { ping, silence, TickClock } from "./_liveness.ts";
 import {
   type Frame,
   headerSize,
   type ProtocolVersion,
   SIGN_DATA,
 } from "./codec.ts";
-import { FramedConnection } from "./_connection.ts";
-import { controlFrame, controlKind } from "./_control.ts";
-import { type Deadline, DeadlineTimer, gracePeriod } from "./_deadlines.ts";
+import { DeadlineTimer } from "./_deadlines.ts";
 import { emit, TypedEventTarget } from "./events.ts";
 import {
   hasMessageShape,
   type Message,
   randomUuid,
   type SendOptions,
-  takePayload,
   toDataFrame,
   wantsTransfer,
 } from "./message.ts";
 import {
   checkCount,
-  checkHost,
   checkObject,
-  checkPort,
   checkSeconds,
   type CommonOptions,
   CONNECTION_OPTIONS,
@@ -53,26 +47,37 @@ import {
 } from "./_options.ts";
 import { quote } from "./_quote.ts";
 import { checkKnownKeys } from "./_known_keys.ts";
-import { PayloadCopies } from "./_payload_copies.ts";
-import {
-  BufferFullError,
-  ClosedError,
-  ConnectionLostError,
-  TimeoutError,
-} from "./errors.ts";
-import type { ClientTlsOptions, Transport } from "./transport/transport.ts";
+import { ClosedError, ConnectionLostError } from "./errors.ts";
+import type { ClientTlsOptions } from "./transport/transport.ts";
 import { checkClientTls } from "./transport/_tls.ts";
-import type { ClientServerStats, ClientStats } from "./stats.ts";
-import { trafficOf, TrafficTotals } from "./_stats.ts";
+import type { ClientStats } from "./stats.ts";
+import { TrafficTotals } from "./_stats.ts";
 import type { RequestContext } from "./diagnostics.ts";
 import {
-  type Channel,
   channels,
   loadChannels,
   type Trace,
   traceSync,
   tracing,
 } from "./_diagnostics.ts";
+import {
+  addCounts,
+  type Conn,
+  type Link,
+  Pool,
+  reconnectDelay,
+  type ServerAddress,
+  serverName,
+} from "./client/_pool.ts";
+import { OfflineQueue, type QueuedFrame } from "./client/_queue.ts";
+import {
+  Membership,
+  parseServers,
+  type ServerEntry,
+} from "./client/_membership.ts";
+import { PendingRequest } from "./client/_pending.ts";
+
+export { reconnectDelay, type ServerAddress };
 
 /**
  * Default limit on messages queued while disconnected.
@@ -84,28 +89,6 @@ export const DEFAULT_MAX_QUEUED_MESSAGES = 65536;
  * @example `DEFAULT_REQUEST_TIMEOUT === 30`
  */
 export const DEFAULT_REQUEST_TIMEOUT = 30;
-
-/**
- * The default reconnect delay: 200 ms before the first retry, as the Node.js
- * package waits, then doubling per failed attempt up to 5 s, with up to 20%
- * jitter taken off so that many clients do not retry in step.
- *
- * @param attempt 1 for the first retry after a connection is lost or fails.
- * @returns Milliseconds to wait before connecting again.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { reconnectDelay } from "@qtk/tcp-framework";
- * assert.equal(reconnectDelay(1), 200);
- * assert.ok(reconnectDelay(20) <= 5000);
- * ```
- */
-export function reconnectDelay(attempt: number): number {
-  if (attempt <= 1) return 200;
-  const delay = Math.min(200 * 2 ** (attempt - 1), 5000);
-  return Math.round(delay * (1 - Math.random() * 0.2));
-}
 
 /**
  * Options of {@linkcode Client}.
@@ -127,13 +110,22 @@ export interface ClientOptions extends ConnectionOptions {
   port?: number;
   /**
    * Several servers, instead of `host`/`port` (giving both is a
-   * `TypeError`): `"host:port"` strings (`"[::1]:8212"` for IPv6) or
-   * `{ host, port }`. The client keeps `connectionsPerServer` connections to
-   * each, each with its own heartbeat, timeout and reconnect backoff, and
-   * sends each message over one of those connected (see `balance`); a server
-   * that is down holds up no other. With none connected, messages wait in
-   * the one bounded queue. Messages sent over one server arrive in the order
-   * sent; across servers there is no order.
+   * `TypeError`): `"host:port"` strings (`"[::1]:8212"` for IPv6),
+   * `{ host, port }`, or DNS targets whose A and AAAA records are the
+   * servers: `"dns:///name:port"` (the system's DNS) or
+   * `"dns://dns-host:dns-port/name:port"` (that DNS server). A DNS target is
+   * resolved again when its answer's TTL runs out (at most once a second, at
+   * least every 30 s) and a second after a connection to one of its
+   * addresses is lost; a failed resolution keeps the last answer and is
+   * reported once, as a `ResolveError` `exception`. Change the list with
+   * {@linkcode Client.setServers}.
+   *
+   * The client keeps `connectionsPerServer` connections to each server, each
+   * with its own heartbeat, timeout and reconnect backoff, and sends each
+   * message over one of those connected (see `balance`); a server that is
+   * down holds up no other. With none connected, messages wait in the one
+   * bounded queue. Messages sent over one server arrive in the order sent;
+   * across servers there is no order.
    */
   servers?: Array<string | ServerAddress>;
   /**
@@ -247,22 +239,6 @@ const REQUEST_OPTIONS: Record<keyof RequestOptions, true> = {
 };
 
 /**
- * A server of a client's `servers` list.
- *
- * @example
- * ```ts
- * import type { ServerAddress } from "@qtk/tcp-framework";
- * const address: ServerAddress = { host: "10.0.0.2", port: 8212 };
- * ```
- */
-export interface ServerAddress {
-  /** Host name or IP address. */
-  host: string;
-  /** TCP port. */
-  port: number;
-}
-
-/**
  * The client's events and their positional arguments, as passed to
  * {@linkcode Client.on}. `server` names the server concerned as
  * `"host:port"` (an argument added after those of the Node.js package's
@@ -286,6 +262,32 @@ export interface ClientEvents {
   exception: [error: unknown, server: string | undefined];
   /** A message arrived that is not the reply to a pending `request()`. */
   data: [message: Message];
+  /**
+   * The server set changed (DNS, or `setServers`): who joined, who left,
+   * and the set now, each as `"host:port"`.
+   */
+  servers: [change: ServersChange];
+}
+
+/**
+ * What a change of a client's server set added and removed.
+ *
+ * @example
+ * ```ts
+ * import { Client, type ServersChange } from "@qtk/tcp-framework";
+ * const client = new Client({ servers: ["127.0.0.1:9"], reconnect: false });
+ * client.on("servers", ({ added, removed }: ServersChange) => console.log(added, removed));
+ * client.setServers(["127.0.0.1:10"]);
+ * await client.close();
+ * ```
+ */
+export interface ServersChange {
+  /** Servers that joined, as `"host:port"`. */
+  added: string[];
+  /** Servers that left, as `"host:port"`: they take no new message. */
+  removed: string[];
+  /** The set now, as `client.servers` has it. */
+  servers: string[];
 }
 
 /**
@@ -311,154 +313,8 @@ export interface ClientEventDetails {
   exception: { error: unknown; server: string | undefined };
   /** The message. */
   data: Message;
-}
-
-/**
- * A frame queued while disconnected. A request that settles before the next
- * connection takes its frame back out (`frame` becomes undefined), so what
- * timed out or was aborted is never sent.
- */
-interface QueuedFrame {
-  frame: Frame | undefined;
-  /** Bytes it counts in `bufferedAmount`: header and payload. */
-  readonly size: number;
-}
-
-/** One open connection, with what the client keeps about it. */
-class Conn {
-  /** Requests written on it and not yet settled. */
-  inFlight = 0;
-  /** Its server said `going-away`: nothing more is written on it. */
-  leaving = false;
-  /** The server answered its hello: messages may be written on it. */
-  greeted = false;
-  /**
-   * Requests that settled (timed out, aborted) while their frame was still
-   * in its write buffer: if it is lost, their frames are not sent elsewhere.
-   */
-  withdrawn: Set<string> | undefined;
-  helloTimer: ReturnType<typeof setTimeout> | undefined;
-  lastPing = performance.now();
-  readonly openedAt = this.lastPing;
-
-  constructor(readonly framed: FramedConnection, readonly link: Link) {}
-}
-
-/**
- * One of the connections kept to a server: its own connect attempts,
- * backoff and liveness.
- */
-class Link {
-  /** The open connection messages may be written on, if any. */
-  conn: Conn | undefined;
-  connecting: Promise<void> | undefined;
-  attemptAbort: AbortController | undefined;
-  attempt = 0;
-  reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  // Counters for stats(): traffic of its closed connections, and events.
-  readonly traffic = new TrafficTotals();
-  connectionsTotal = 0;
-  connectFailures = 0;
-  reconnects = 0;
-  timeouts = 0;
-
-  constructor(readonly address: ServerAddress, readonly server: string) {}
-}
-
-/**
- * A request waiting for its reply. A class rather than an object of closures:
- * `request()` is called once per message, and each closure is an allocation.
- */
-class PendingRequest implements Deadline {
-  heapIndex = -1;
-  /** The connection the request was written on, if it has left the queue. */
-  sentOn: Conn | undefined = undefined;
-  /** Where its frame starts in that connection's outgoing stream. */
-  offset = 0;
-  /** Its frame, while it waits in the disconnected queue. */
-  queued: QueuedFrame | undefined = undefined;
-  onAbort: (() => void) | undefined = undefined;
-
-  constructor(
-    readonly uuid: string,
-    readonly deadline: number,
-    readonly timeout: number,
-    readonly signal: AbortSignal | undefined,
-    /** With `idempotent`: a copy of the payload, to send it again. */
-    readonly copy: Uint8Array | undefined,
-    readonly size: number,
-    /** Removes the request from the client's map, heap and signal. */
-    readonly forget: (request: PendingRequest) => void,
-    readonly settled: (data: Uint8Array) => void,
-    readonly failed: (error: unknown) => void,
-  ) {}
-
-  resolve(data: Uint8Array): void {
-    this.forget(this);
-    this.settled(data);
-  }
-
-  reject(error: unknown): void {
-    this.forget(this);
-    this.failed(error);
-  }
-
-  expire(): void {
-    this.reject(
-      new TimeoutError(`No reply within ${this.timeout} ms`, this.timeout),
-    );
-  }
-}
-
-/**
- * How long a new connection waits for the server's answer to its hello
- * before messages are written on it anyway (a server that answers no PING).
- */
-const HELLO_WAIT_MS = 1000;
-
-/**
- * A connection told to go away after serving this long is replaced at once;
- * a younger one after the reconnect backoff.
- */
-const STEADY_MS = 250;
-
-/** `"host:port"` (`"[v6]:port"`) of an address. */
-function serverName(address: ServerAddress): string {
-  return address.host.includes(":")
-    ? `[${address.host}]:${address.port}`
-    : `${address.host}:${address.port}`;
-}
-
-/** Reads the `servers` option into addresses, checked. */
-function parseServers(value: unknown): ServerAddress[] {
-  if (!Array.isArray(value) || value.length === 0) {
-    throw new TypeError(
-      `Invalid servers ${quote(value)}: expected a non-empty array`,
-    );
-  }
-  return value.map((entry, i) => {
-    const name = `servers[${i}]`;
-    if (typeof entry === "string") {
-      const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(entry);
-      if (!match) {
-        throw new TypeError(
-          `Invalid ${name} ${
-            quote(entry)
-          }: expected "host:port" or "[ipv6]:port"`,
-        );
-      }
-      return {
-        host: match[1] ?? match[2],
-        port: checkPort(name + " port", Number(match[3])),
-      };
-    }
-    checkObject(name, entry);
-    const { host, port } = entry as ServerAddress;
-    return {
-      host: checkHost(name + ".host", host),
-      port: checkPort(name + ".port", port),
-    };
-  });
+  /** What changed. */
+  servers: ServersChange;
 }
 
 /**
@@ -479,52 +335,21 @@ function parseServers(value: unknown): ServerAddress[] {
  * ```
  */
 export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
-  /** The (first) server's host, as configured. */
+  /** The (first) server's host, as configured (a DNS target's name). */
   readonly host: string;
   /** The (first) server's port, as configured. */
   readonly port: number;
-  /** Every server, as `"host:port"`, in the order they are tried. */
-  readonly servers: readonly string[];
-  readonly #heartbeatMs: number | undefined;
-  readonly #timeoutMs: number | undefined;
-  readonly #connectTimeoutMs: number | undefined;
-  readonly #tickMs: number | undefined;
-  readonly #graceMs: number;
   readonly #requestTimeoutMs: number;
-  readonly #maxQueuedMessages: number;
-  readonly #reconnect: ((attempt: number) => number) | undefined;
   readonly #protocol: ProtocolVersion;
-  readonly #roundRobin: boolean;
-  readonly #connectionOptions: {
-    protocol: ProtocolVersion;
-    maxFrameSize: number;
-    maxBufferedBytes: number;
-    borrowPayloads: boolean;
-  };
   readonly #borrowPayloads: boolean;
-  readonly #transport: Transport;
   readonly #pending = new Map<string, PendingRequest>();
   readonly #deadlines = new DeadlineTimer();
   readonly #forgetRequest = (request: PendingRequest) => this.#forget(request);
-  readonly #links: Link[] = [];
-  /** Links with a connection messages may be written on. */
-  #ready: Link[] = [];
-  /** Where the next pick starts, so ties (and round robin) take turns. */
-  #turn = 0;
-  /** Every open connection, including those told to go away. */
-  readonly #conns = new Set<Conn>();
-  readonly #tls: ClientTlsOptions | undefined;
-  #queue: QueuedFrame[] = [];
-  /** Entries of `#queue` still holding a frame. */
-  #queuedMessages = 0;
-  readonly #queueCopies = new PayloadCopies();
-  #queuedBytes = 0;
-  #tickTimer: ReturnType<typeof setInterval> | undefined;
-  #tickClock: TickClock | undefined;
+  readonly #pool: Pool;
+  readonly #queue: OfflineQueue;
+  readonly #membership: Membership;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
-  /** Sends refused by the queue's bounds (for stats). */
-  #queueRefusals = 0;
 
   /**
    * Makes the client and starts connecting.
@@ -540,54 +365,48 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     });
     checkObject("options", options);
     checkKnownKeys("option", options, CLIENT_OPTIONS);
-    let addresses: ServerAddress[] | undefined;
+    let entries: ServerEntry[] | undefined;
     if (options.servers !== undefined) {
       if (options.host !== undefined || options.port !== undefined) {
         throw new TypeError(
           "Invalid options: give either host and port (one server) or servers, not both",
         );
       }
-      addresses = parseServers(options.servers);
+      entries = parseServers(options.servers);
     }
+    const first = entries?.[0];
     const common = parseCommonOptions(
-      addresses ? { ...options, ...addresses[0] } : options as CommonOptions,
+      first === undefined ? options as CommonOptions : {
+        ...options,
+        ...(first.address ?? { host: first.dns.name, port: first.dns.port }),
+      },
       CLIENT_OPTIONS,
     );
-    addresses ??= [{ host: common.host, port: common.port }];
+    entries ??= [{ address: { host: common.host, port: common.port } }];
     this.host = common.host;
     this.port = common.port;
-    this.#heartbeatMs = common.heartbeatMs;
-    this.#timeoutMs = common.timeoutMs;
-    this.#connectTimeoutMs = options.connectTimeout === undefined
-      ? common.timeoutMs
-      : toMs(checkSeconds("connectTimeout", options.connectTimeout));
-    this.#tickMs = common.tickMs;
-    this.#graceMs = common.graceMs;
-    this.#connectionOptions = common.connection;
     this.#borrowPayloads = common.connection.borrowPayloads;
     this.#protocol = common.connection.protocol;
     this.#requestTimeoutMs = checkSeconds(
       "requestTimeout",
       options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT,
     ) * 1000;
-    this.#maxQueuedMessages = checkCount(
-      "maxQueuedMessages",
-      options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED_MESSAGES,
+    this.#queue = new OfflineQueue(
+      this.#protocol,
+      common.connection.maxBufferedBytes,
+      checkCount(
+        "maxQueuedMessages",
+        options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED_MESSAGES,
+      ),
     );
     const reconnect = options.reconnect ?? true;
-    if (typeof reconnect === "function") this.#reconnect = reconnect;
-    else if (reconnect === true) this.#reconnect = reconnectDelay;
-    else if (reconnect !== false) {
+    if (typeof reconnect !== "boolean" && typeof reconnect !== "function") {
       throw new TypeError(
         `Invalid reconnect ${
           quote(reconnect)
         }: expected a boolean or a function`,
       );
     }
-    const perServer = checkCount(
-      "connectionsPerServer",
-      options.connectionsPerServer ?? 1,
-    );
     const shuffle = options.shuffle ?? true;
     if (typeof shuffle !== "boolean") {
       throw new TypeError(
@@ -602,23 +421,92 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         }: expected "least-pending" or "round-robin"`,
       );
     }
-    this.#roundRobin = balance === "round-robin";
-    this.#tls = checkClientTls("tls", options.tls);
-    this.#transport = common.transport;
-    if (shuffle) {
-      for (let i = addresses.length - 1; i > 0; i--) {
-        const j = Math.floor(Math.random() * (i + 1));
-        [addresses[i], addresses[j]] = [addresses[j], addresses[i]];
-      }
-    }
-    this.servers = addresses.map(serverName);
-    for (let n = 0; n < perServer; n++) {
-      for (const [i, address] of addresses.entries()) {
-        this.#links.push(new Link(address, this.servers[i]));
-      }
-    }
+    this.#pool = new Pool({
+      owner: this,
+      transport: common.transport,
+      tls: checkClientTls("tls", options.tls),
+      connection: common.connection,
+      connectionsPerServer: checkCount(
+        "connectionsPerServer",
+        options.connectionsPerServer ?? 1,
+      ),
+      connectTimeoutMs: options.connectTimeout === undefined
+        ? common.timeoutMs
+        : toMs(checkSeconds("connectTimeout", options.connectTimeout)),
+      heartbeatMs: common.heartbeatMs,
+      timeoutMs: common.timeoutMs,
+      tickMs: common.tickMs,
+      graceMs: common.graceMs,
+      reconnect: reconnect === true
+        ? reconnectDelay
+        : reconnect === false
+        ? undefined
+        : reconnect,
+      roundRobin: balance === "round-robin",
+    }, {
+      data: (frame) => this.#receive(frame),
+      ready: (conn) => this.#ready(conn),
+      lost: (conn, error) => this.#lost(conn, error),
+      connected: (server) => this[emit]("connected", server),
+      closed: (server) => this[emit]("closed", server),
+      exception: (error, server) => this[emit]("exception", error, server),
+    });
+    this.#membership = new Membership(shuffle, {
+      changed: (added, removed) => this.#serversChanged(added, removed),
+      exception: (error, server) => this[emit]("exception", error, server),
+    });
     loadChannels();
-    for (const link of this.#links) this.#connect(link);
+    this.#membership.set(entries);
+  }
+
+  /**
+   * Every server of the set now, as `"host:port"`, in the order they joined:
+   * the entries of `servers` (or `host`/`port`), with DNS targets as the
+   * addresses of their last answer. A fresh array each call.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert";
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ servers: ["127.0.0.1:9"], reconnect: false });
+   * assert.deepEqual(client.servers, ["127.0.0.1:9"]);
+   * await client.close();
+   * ```
+   */
+  get servers(): string[] {
+    return this.#membership.servers;
+  }
+
+  /**
+   * Replaces the server list, checked as the `servers` option is; nothing
+   * changes if it is invalid. Servers that leave the set take no new
+   * message: their requests in flight are awaited, then their connections
+   * close, and what is queued goes to the servers that stay or join. Servers
+   * that join take traffic once connected, growing their share over a few
+   * seconds while others serve. DNS targets given again keep their last
+   * answer. Emits `servers` with what changed.
+   *
+   * @param servers The new list: `"host:port"`, `{ host, port }` or DNS
+   *   targets, as the `servers` option.
+   * @throws {TypeError} If the list or an entry is invalid.
+   * @throws {ClosedError} If the client is closed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert";
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ servers: ["127.0.0.1:9"], reconnect: false });
+   * client.setServers(["127.0.0.1:10", { host: "127.0.0.1", port: 11 }]);
+   * assert.deepEqual(client.servers.sort(), ["127.0.0.1:10", "127.0.0.1:11"]);
+   * await client.close();
+   * ```
+   */
+  setServers(servers: Array<string | ServerAddress>): void {
+    const entries = parseServers(servers, "servers");
+    if (this.#closing) {
+      throw new ClosedError("Cannot set servers: the client is closed");
+    }
+    this.#membership.set(entries);
   }
 
   /**
@@ -640,33 +528,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   stats(): ClientStats {
-    const byServer = new Map<string, ClientServerStats>();
-    for (const link of this.#links) {
-      const open = Array.from(this.#conns).filter((conn) => conn.link === link)
-        .map((conn) => conn.framed);
-      const traffic = link.traffic.with(open);
-      const entry = byServer.get(link.server);
-      const counts = {
-        connectionsOpen: open.length,
-        connectionsTotal: link.connectionsTotal,
-        connectFailures: link.connectFailures,
-        reconnects: link.reconnects,
-        timeouts: link.timeouts,
-      };
-      if (entry === undefined) {
-        byServer.set(link.server, {
-          server: link.server,
-          host: link.address.host,
-          port: link.address.port,
-          connected: link.conn !== undefined,
-          ...counts,
-          ...traffic,
-        });
-      } else {
-        entry.connected ||= link.conn !== undefined;
-        addCounts(entry, { ...counts, ...traffic });
-      }
-    }
+    const byServer = this.#pool.serverStats();
     const servers = this.servers.map((name) => byServer.get(name)!);
     const total = {
       connectionsOpen: 0,
@@ -677,13 +539,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       ...new TrafficTotals().with([]),
     };
     for (const entry of servers) addCounts(total, entry);
-    total.bufferFull += this.#queueRefusals;
+    this.#pool.addFormerCounts(total);
+    total.bufferFull += this.#queue.refusals;
     return {
       ...total,
       requestTimeouts: this.#deadlines.expired,
       pendingRequests: this.#pending.size,
-      queuedMessages: this.#queuedMessages,
-      queuedBytes: this.#queuedBytes,
+      queuedMessages: this.#queue.messages,
+      queuedBytes: this.#queue.bytes,
       servers,
     };
   }
@@ -701,7 +564,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   get connected(): boolean {
-    return this.#ready.length > 0;
+    return this.#pool.balancer.size > 0;
   }
 
   /**
@@ -734,8 +597,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * ```
    */
   get bufferedAmount(): number {
-    let bytes = this.#queuedBytes;
-    for (const conn of this.#conns) bytes += conn.framed.bufferedAmount;
+    let bytes = this.#queue.bytes;
+    for (const conn of this.#pool.conns) bytes += conn.framed.bufferedAmount;
     return bytes;
   }
 
@@ -765,7 +628,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    */
   send(message: Message, options?: SendOptions): void {
     const transfer = options === undefined ? false : wantsTransfer(options);
-    const link = this.#ready.length > 0 ? this.#pick() : undefined;
+    const link = this.#pool.pick();
     if (
       link !== undefined && !this.#closing &&
       hasMessageShape(message, this.#protocol)
@@ -926,9 +789,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     if (this.#closing) {
       return Promise.reject(new ClosedError("Client is closed"));
     }
-    if (this.#queuedMessages === 0) {
+    if (this.#queue.messages === 0) {
       return Promise.all(
-        Array.from(this.#conns, (conn) => conn.framed.drained()),
+        Array.from(this.#pool.conns, (conn) => conn.framed.drained()),
       ).then(() => {});
     }
     return new Promise((resolve, reject) =>
@@ -977,63 +840,17 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     for (const request of Array.from(this.#pending.values())) {
       request.reject(closed);
     }
-    this.#emptyQueue();
-    for (const link of this.#links) {
-      clearTimeout(link.reconnectTimer);
-      link.reconnectTimer = undefined;
-      link.attemptAbort?.abort(closed);
-    }
-    await Promise.all(this.#links.map((link) => link.connecting));
-    for (const conn of this.#conns) clearTimeout(conn.helloTimer);
-    clearInterval(this.#tickTimer);
-    this.#tickTimer = undefined;
-    if (this.#conns.size === 0) return;
-    const grace = gracePeriod(this.#graceMs);
-    try {
-      await Promise.all(
-        Array.from(this.#conns, (conn) => conn.framed.close(grace.over)),
-      );
-    } finally {
-      grace.end();
-    }
+    this.#queue.clear();
+    await Promise.all([this.#membership.close(), this.#pool.close(closed)]);
   }
 
-  /**
-   * The link a message goes to: among those connected, the one with the
-   * fewest requests in flight (ties in turn), or the next in turn. The caller
-   * has checked that one is connected.
-   */
-  #pick(): Link | undefined {
-    const ready = this.#ready;
-    // A connection closing (a protocol error, a failed write, a timeout)
-    // takes nothing more; it is reported lost a few turns later.
-    for (let i = ready.length - 1; i >= 0; i--) {
-      if (ready[i].conn!.framed.closed) this.#unready(ready[i]);
-    }
-    const count = ready.length;
-    if (count <= 1) return ready[0];
-    const start = this.#turn++ % count;
-    if (this.#turn >= count) this.#turn = 0;
-    if (this.#roundRobin) return ready[start];
-    let best = ready[start];
-    let least = best.conn!.inFlight;
-    for (let i = 1; i < count && least > 0; i++) {
-      const link = ready[(start + i) % count];
-      if (link.conn!.inFlight < least) {
-        best = link;
-        least = link.conn!.inFlight;
-      }
-    }
-    return best;
-  }
-
-  /** Writes a request on a connected link, or queues it. */
+  /** Writes a request on a ready link, or queues it. */
   #dispatch(
     request: PendingRequest,
     payload: Uint8Array,
     transfer = false,
   ): void {
-    const link = this.#ready.length > 0 ? this.#pick() : undefined;
+    const link = this.#pool.pick();
     const conn = link?.conn;
     const offset = conn?.framed.acceptedBytes ?? 0;
     request.queued = this.#send(
@@ -1057,53 +874,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       link.conn!.framed.send(frame, transfer);
       return undefined;
     }
-    const size = frame.payload.length + headerSize(this.#protocol);
-    const limit = this.#connectionOptions.maxBufferedBytes;
-    if (this.#queuedBytes > 0 && this.#queuedBytes + size > limit) {
-      this.#queueRefusals++;
-      throw new BufferFullError(this.#queuedBytes, limit, size);
-    }
-    if (this.#queuedMessages >= this.#maxQueuedMessages) {
-      this.#queueRefusals++;
-      throw new BufferFullError(
-        this.#queuedMessages,
-        this.#maxQueuedMessages,
-        size,
-        "messages",
-      );
-    }
-    // Copied, as a connection's write buffer would: the caller may reuse its
-    // payload once `send` returns.
-    const queued: QueuedFrame = {
-      frame: {
-        sign: frame.sign,
-        uuid: frame.uuid,
-        payload: (transfer ? takePayload(frame.payload) : undefined) ??
-          this.#queueCopies.copy(frame.payload),
-      },
-      size,
-    };
-    this.#queue.push(queued);
-    this.#queuedMessages++;
-    this.#queuedBytes += size;
-    return queued;
-  }
-
-  #publish(
-    channel: Channel,
-    link: Link,
-    framed: FramedConnection | undefined,
-    extra: object,
-  ): void {
-    channel.publish({
-      side: "client",
-      client: this,
-      server: link.server,
-      host: link.address.host,
-      port: link.address.port,
-      remoteAddr: framed?.remoteAddr,
-      ...extra,
-    });
+    return this.#queue.push(frame, transfer);
   }
 
   /** Notes that `request` went out on `conn`, starting at `offset`. */
@@ -1120,7 +891,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         (conn.withdrawn ??= new Set()).add(request.uuid);
       }
       request.sentOn = undefined;
-      if (--conn.inFlight === 0 && conn.leaving) this.#leave(conn);
+      if (--conn.inFlight === 0 && conn.leaving) this.#pool.leave(conn);
     }
     this.#pending.delete(request.uuid);
     this.#deadlines.remove(request);
@@ -1128,138 +899,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       request.signal!.removeEventListener("abort", request.onAbort);
     }
     const queued = request.queued;
-    if (queued?.frame !== undefined) {
-      // Settled before a connection took it: a retry by the caller must not
-      // run it twice, so it leaves the queue with its bytes.
-      queued.frame = undefined;
-      this.#queuedBytes -= queued.size;
-      if (--this.#queuedMessages === 0) {
-        this.#emptyQueue();
-        for (const waiter of this.#drainWaiters.splice(0)) waiter.resolve();
-      }
+    // Settled before a connection took it: a retry by the caller must not
+    // run it twice, so it leaves the queue with its bytes.
+    if (queued !== undefined && this.#queue.withdraw(queued)) {
+      for (const waiter of this.#drainWaiters.splice(0)) waiter.resolve();
     }
     request.queued = undefined;
   }
 
-  #emptyQueue(): void {
-    this.#queue = [];
-    this.#queuedMessages = 0;
-    this.#queueCopies.release();
-    this.#queuedBytes = 0;
-  }
-
-  #connect(link: Link): void {
-    link.reconnectTimer = undefined;
-    let framed: FramedConnection | undefined;
-    let conn: Conn | undefined;
-    const attempt = link.attemptAbort = new AbortController();
-    const limitMs = this.#connectTimeoutMs;
-    const timer = limitMs === undefined ? undefined : setTimeout(
-      () =>
-        attempt.abort(
-          new TimeoutError(
-            `No connection to ${link.server} within ${limitMs} ms`,
-            limitMs,
-          ),
-        ),
-      limitMs,
-    );
-    const connecting = this.#transport.connect(
-      { hostname: link.address.host, port: link.address.port },
-      (transport) => {
-        framed = new FramedConnection(
-          transport,
-          this.#connectionOptions,
-          {
-            frame: (frame) => this.#receive(frame, conn),
-            protocolError: (error) => {
-              if (channels?.protocolError.hasSubscribers) {
-                this.#publish(channels.protocolError, link, framed, { error });
-              }
-              this[emit]("exception", error, link.server);
-            },
-            closed: (error) => conn && this.#lost(conn, error),
-          },
-        );
-        conn = new Conn(framed, link);
-        return framed;
-      },
-      { tls: this.#tls, signal: attempt.signal },
-    );
-    // The attempt is over when the transport settles or the signal aborts,
-    // whichever comes first: a transport that cannot cancel its connect must
-    // hold up neither the backoff nor close(). What it delivers later is closed.
-    const abandoned = new Promise<never>((_, reject) =>
-      attempt.signal.addEventListener(
-        "abort",
-        () => reject(attempt.signal.reason),
-        { once: true },
-      )
-    );
-    connecting.then(
-      (late) => attempt.signal.aborted && late.close(),
-      () => {},
-    );
-    link.connecting = Promise.race([connecting, abandoned]).then(
-      () => this.#opened(conn!),
-      (error) => {
-        if (this.#closing) return;
-        link.connectFailures++;
-        if (channels?.failed.hasSubscribers) {
-          this.#publish(channels.failed, link, undefined, { error });
-        }
-        this[emit]("exception", error, link.server);
-        this.#scheduleReconnect(link);
-      },
-    ).finally(() => {
-      clearTimeout(timer);
-      link.attemptAbort = undefined;
-      link.connecting = undefined;
-    });
-  }
-
-  #opened(conn: Conn): void {
-    const link = conn.link;
+  /** A connection is ready: what waits in the queue goes out on it. */
+  #ready(conn: Conn): void {
     const framed = conn.framed;
-    if (this.#closing || framed.closed) {
-      framed.close();
-      if (!this.#closing) this.#scheduleReconnect(link);
-      return;
-    }
-    link.connectionsTotal++;
-    this.#conns.add(conn);
-    if (channels?.opened.hasSubscribers) {
-      this.#publish(channels.opened, link, framed, {});
-    }
-    // Nothing else is written until the server answers (ours with
-    // hello-ack, a 3.x or 2.x one with its echo): a connection the system
-    // completed but no server will read (in the backlog of a listener about
-    // to close, or a load balancer with no backend) then loses nothing.
-    framed.send(controlFrame("hello", this.#protocol));
-    conn.helloTimer = setTimeout(() => this.#greeted(conn), HELLO_WAIT_MS);
-    conn.lastPing = performance.now();
-    if (this.#tickMs !== undefined && this.#tickTimer === undefined) {
-      this.#tickClock = new TickClock(this.#tickMs);
-      this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs);
-    }
-  }
-
-  /** The server answered the hello (or took too long to): messages may flow. */
-  #greeted(conn: Conn): void {
-    clearTimeout(conn.helloTimer);
-    conn.helloTimer = undefined;
-    if (conn.greeted || conn.leaving || conn.framed.closed || this.#closing) {
-      return;
-    }
-    conn.greeted = true;
-    const link = conn.link;
-    const framed = conn.framed;
-    link.conn = conn;
-    link.attempt = 0;
-    this.#ready.push(link);
-    const queue = this.#queue;
-    this.#emptyQueue();
-    for (const queued of queue) {
+    for (const queued of this.#queue.takeAll()) {
       const frame = queued.frame;
       if (frame === undefined) continue;
       queued.frame = undefined;
@@ -1278,47 +929,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         (error) => waiters.forEach((waiter) => waiter.reject(error)),
       );
     }
-    this[emit]("connected", link.server);
   }
 
-  /** Takes a link out of those messages may be written on. */
-  #unready(link: Link): void {
-    link.conn = undefined;
-    const at = this.#ready.indexOf(link);
-    if (at >= 0) this.#ready.splice(at, 1);
-  }
-
+  /** A connection was lost: what it carried goes elsewhere, or fails. */
   #lost(conn: Conn, error: unknown): void {
-    if (!this.#conns.delete(conn)) return;
-    clearTimeout(conn.helloTimer);
-    const link = conn.link;
-    link.traffic.add(conn.framed);
-    if (channels?.closed.hasSubscribers) {
-      this.#publish(channels.closed, link, conn.framed, {
-        error,
-        stats: trafficOf(conn.framed),
-      });
-    }
-    if (link.conn === conn) this.#unready(link);
-    if (this.#conns.size === 0) {
-      clearInterval(this.#tickTimer);
-      this.#tickTimer = undefined;
-    }
     if (conn.inFlight > 0) this.#failover(conn, error);
-    if (!this.#closing) this.#resend(conn, link);
+    if (!this.#closing) this.#resend(conn);
     // No request left to time out: no timer either.
     if (this.#pending.size === 0) this.#deadlines.clear();
-    // `closed` only follows `connected`; a connection lost before its
-    // server answered is a failed attempt, reported as one.
-    if (!conn.greeted && error === undefined && !this.#closing) {
-      error = new ClosedError(
-        `Connection to ${link.server} closed before the server answered`,
-      );
-    }
-    if (error !== undefined) this[emit]("exception", error, link.server);
-    if (conn.greeted) this[emit]("closed", link.server);
-    // One told to go away has its successor under way already.
-    if (!conn.leaving && !this.#closing) this.#scheduleReconnect(link);
+    this.#membership.lost(conn.link.server);
   }
 
   /**
@@ -1366,92 +985,37 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * (still in its write buffer) go out again over another connection, or the
    * next one: they cannot have been read.
    */
-  #resend(conn: Conn, link: Link): void {
+  #resend(conn: Conn): void {
     for (const frame of conn.framed.unsentFrames()) {
       if (
         frame.sign !== SIGN_DATA || this.#pending.has(frame.uuid) ||
         conn.withdrawn?.has(frame.uuid)
       ) continue;
       try {
-        this.#send(frame, this.#ready.length > 0 ? this.#pick() : undefined);
+        this.#send(frame, this.#pool.pick());
       } catch (error) {
-        this[emit]("exception", error, link.server);
+        this[emit]("exception", error, conn.link.server);
       }
     }
   }
 
-  /**
-   * The server said `going-away`: write nothing more on this connection but
-   * `done-writing` (so the server knows it has read everything), send from
-   * now on over another (with one server, a new one), and close this one
-   * once its replies are in.
-   */
-  #goAway(conn: Conn): void {
-    if (conn.framed.closed || conn.leaving) return;
-    conn.leaving = true;
-    try {
-      conn.framed.send(controlFrame("done-writing", this.#protocol));
-    } catch { /* full: the server closes it at the end of its grace period */ }
-    clearTimeout(conn.helloTimer);
-    const link = conn.link;
-    if (link.conn === conn) this.#unready(link);
-    // Its successor, at once if this one served a while, else after the
-    // backoff: a server that sends every connection away (a tiny
-    // maxConnectionAge) must not get a connection storm. Without reconnect,
-    // what is sent from now on waits in the queue.
-    if (
-      !this.#closing && this.#reconnect && link.conn === undefined &&
-      link.connecting === undefined && link.reconnectTimer === undefined
-    ) {
-      if (performance.now() - conn.openedAt >= STEADY_MS) {
-        link.attempt = 0;
-        this.#connect(link);
-      } else this.#scheduleReconnect(link);
+  /** The server set changed: the pool follows, and the change is told. */
+  #serversChanged(added: ServerAddress[], removed: string[]): void {
+    if (this.#closing) return;
+    for (const server of removed) this.#pool.retire(server);
+    for (const address of added) this.#pool.add(address);
+    const change: ServersChange = {
+      added: added.map(serverName),
+      removed,
+      servers: this.servers,
+    };
+    if (channels?.servers.hasSubscribers) {
+      channels.servers.publish({ client: this, ...change });
     }
-    if (conn.inFlight === 0) this.#leave(conn);
+    this[emit]("servers", change);
   }
 
-  /** Closes a connection that was told to go away, once nothing is due on it. */
-  #leave(conn: Conn): void {
-    const grace = gracePeriod(this.#graceMs);
-    conn.framed.close(grace.over).finally(grace.end);
-  }
-
-  #scheduleReconnect(link: Link): void {
-    if (!this.#reconnect || this.#closing || link.reconnectTimer) return;
-    link.attempt++;
-    let delay: number;
-    try {
-      delay = this.#reconnect(link.attempt);
-    } catch (error) {
-      this[emit]("exception", error, link.server);
-      delay = NaN;
-    }
-    // A bad delay from the caller's function must not become a reconnect
-    // storm (setTimeout would read NaN as 0): fall back to the default.
-    if (typeof delay !== "number" || !(delay >= 0) || delay === Infinity) {
-      delay = reconnectDelay(link.attempt);
-    }
-    link.reconnectTimer = setTimeout(() => {
-      link.reconnects++;
-      this.#connect(link);
-    }, delay);
-  }
-
-  #receive(frame: Frame, conn: Conn | undefined): void {
-    // The client never answers a PING: if both sides echoed, one PING
-    // would bounce forever.
-    if (frame.sign !== SIGN_DATA) {
-      if (conn === undefined) return;
-      const kind = controlKind(frame.uuid, this.#protocol);
-      if (kind === "going-away") this.#goAway(conn);
-      else if (
-        !conn.greeted && (kind === "hello-ack" || kind === "hello")
-      ) this.#greeted(conn);
-      return;
-    }
-    // A server that speaks first is there too.
-    if (conn !== undefined && !conn.greeted) this.#greeted(conn);
+  #receive(frame: Frame): void {
     // Hashing a fresh 36-character key costs more than the rest of a `send`
     // reply's path: look only when some request waits.
     const request = this.#pending.size > 0
@@ -1469,29 +1033,6 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     }
     this[emit]("data", { uuid: frame.uuid, data: frame.payload });
   }
-
-  #tick(): void {
-    const now = performance.now();
-    const late = this.#tickClock?.lateness(now) ?? 0;
-    const timeoutMs = this.#timeoutMs ?? Infinity;
-    const heartbeatMs = this.#heartbeatMs ?? Infinity;
-    for (const conn of this.#conns) {
-      const framed = conn.framed;
-      if (framed.closed) continue;
-      const silent = silence(framed, now, late, timeoutMs);
-      if (silent) {
-        conn.link.timeouts++;
-        this[emit]("exception", silent, conn.link.server);
-        framed.close();
-        continue;
-      }
-      // Nothing more, not even a PING, after done-writing.
-      if (!conn.leaving && now - conn.lastPing >= heartbeatMs) {
-        conn.lastPing = now;
-        ping(framed, this.#protocol);
-      }
-    }
-  }
 }
 
 function clientDetail(type: keyof ClientEvents, args: unknown[]): unknown {
@@ -1502,18 +1043,9 @@ function clientDetail(type: keyof ClientEvents, args: unknown[]): unknown {
     case "exception":
       return { error: args[0], server: args[1] };
     case "data":
+    case "servers":
       return args[0];
     default:
       return null;
-  }
-}
-
-/** Adds `more`'s numeric fields to `into`'s (the fields `into` has). */
-function addCounts<T extends object>(into: T, more: object): void {
-  const target = into as Record<string, unknown>;
-  for (const [key, value] of Object.entries(more)) {
-    if (typeof value === "number" && typeof target[key] === "number") {
-      target[key] = (target[key] as number) + value;
-    }
   }
 }

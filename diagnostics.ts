@@ -19,6 +19,7 @@
  * | `tcp-framework:connection:failed` | {@linkcode ConnectionFailedMessage} |
  * | `tcp-framework:protocol:error` | {@linkcode ConnectionFailedMessage} |
  * | `tcp-framework:server:drain` | {@linkcode DrainMessage} |
+ * | `tcp-framework:client:servers` | {@linkcode ServersMessage} |
  * | `tracing:tcp-framework:request:{start,end,asyncStart,asyncEnd,error}` | {@linkcode RequestContext} |
  * | `tracing:tcp-framework:server:message:{start,end,error}` | {@linkcode MessageContext} |
  *
@@ -54,6 +55,7 @@ import type { NetAddress } from "./transport/transport.ts";
 install(diagnosticsChannel);
 
 export {
+  CLIENT_SERVERS,
   CONNECTION_CLOSED,
   CONNECTION_FAILED,
   CONNECTION_OPENED,
@@ -170,6 +172,28 @@ export interface DrainMessage {
   server: Server;
   /** Connections open as it began. */
   connections: number;
+}
+
+/**
+ * A message of `tcp-framework:client:servers`: a client's server set
+ * changed, by a DNS answer or `setServers()`. Servers are named
+ * `"host:port"`, as the client's events and stats name them.
+ *
+ * @example
+ * ```ts
+ * import type { ServersMessage } from "@qtk/tcp-framework/diagnostics";
+ * const line = (m: ServersMessage) => `+${m.added.join(",")} -${m.removed.join(",")}`;
+ * ```
+ */
+export interface ServersMessage {
+  /** The client. */
+  client: Client;
+  /** Servers that joined. */
+  added: string[];
+  /** Servers that left: they take no new message. */
+  removed: string[];
+  /** The set now. */
+  servers: string[];
 }
 
 /**

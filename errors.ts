@@ -340,6 +340,60 @@ export class ProxyProtocolError extends ProtocolError {
   }
 }
 
+/**
+ * A DNS target of a client's `servers` (`"dns:///name:port"`) could not be
+ * resolved: the name has no A or AAAA record, or its DNS server did not
+ * answer. The client keeps the addresses of the last answer and tries again;
+ * it reports a failure once, not at every retry, until an answer comes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { ResolveError } from "@qtk/tcp-framework";
+ * const error = new ResolveError("dns:///api.internal:8212", "ENOTFOUND", 2);
+ * assert.equal(error.kept, 2);
+ * assert.match(error.message, /dns:\/\/\/api\.internal:8212.*ENOTFOUND/);
+ * ```
+ */
+export class ResolveError extends Error {
+  /** The target, as given in `servers`. */
+  readonly target: string;
+  /** The resolver's error code, such as `"ENOTFOUND"` or `"ETIMEOUT"`. */
+  readonly code: string;
+  /** Addresses of the last answer that the client keeps using. */
+  readonly kept: number;
+
+  /**
+   * Creates the instance.
+   *
+   * @param target The target, as given.
+   * @param code The resolver's error code.
+   * @param kept Addresses still used from the last answer.
+   * @param options Standard error options: `cause` is the resolver's error.
+   */
+  constructor(
+    target: string,
+    code: string,
+    kept: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `Cannot resolve ${target} (${code}): ${
+        kept === 0
+          ? "no address to connect to yet"
+          : `keeping the ${kept} address${
+            kept === 1 ? "" : "es"
+          } of the last answer`
+      }`,
+      options,
+    );
+    this.name = "ResolveError";
+    this.target = target;
+    this.code = code;
+    this.kept = kept;
+  }
+}
+
 /** What a {@linkcode NetworkError} was doing when it failed. */
 export type NetworkOperation = "listen" | "connect" | "connection";
 

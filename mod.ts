@@ -36,6 +36,7 @@ export {
   reconnectDelay,
   type RequestOptions,
   type ServerAddress,
+  type ServersChange,
 } from "./client.ts";
 export {
   type ConnectionOptions,
@@ -103,6 +104,7 @@ export {
   ProtocolError,
   ProxyProtocolError,
   type ProxyProtocolErrorReason,
+  ResolveError,
   TimeoutError,
 } from "./errors.ts";
 export type { ProxyAddress, ProxyHeader } from "./proxy_protocol.ts";
