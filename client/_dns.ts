@@ -25,8 +25,14 @@ export interface Answer {
   readonly ttlMs: number | undefined;
 }
 
-/** Resolves a target: the runtime's DNS, or a fake in unit tests. */
-export type Resolve = (target: DnsTarget) => Promise<Answer>;
+/**
+ * Resolves a target: the runtime's DNS, or a fake in unit tests. An abort
+ * of `signal` cancels the questions under way.
+ */
+export type Resolve = (
+  target: DnsTarget,
+  signal: AbortSignal,
+) => Promise<Answer>;
 
 const TARGET = /^dns:\/\/([^/]*)\/(.+)$/;
 
@@ -67,6 +73,7 @@ export function parseDnsTarget(label: string, entry: string): DnsTarget {
 interface DnsModule {
   Resolver: new (options?: { timeout?: number; tries?: number }) => {
     setServers(servers: string[]): void;
+    cancel(): void;
     resolve4(
       name: string,
       options: { ttl: true },
@@ -94,8 +101,12 @@ interface DnsModule {
   ): void;
 }
 
-/** How long one DNS query may take, and how often it is tried. */
-const QUERY_TIMEOUT_MS = 2000;
+/**
+ * How long one DNS query may take, and how often it is tried (Deno doubles
+ * the wait at each try: 1 s + 2 s). A failure keeps the last answer and is
+ * asked again soon, so a short wait costs nothing.
+ */
+const QUERY_TIMEOUT_MS = 1000;
 const QUERY_TRIES = 2;
 
 let dnsModule: Promise<DnsModule> | undefined;
@@ -105,7 +116,7 @@ let dnsModule: Promise<DnsModule> | undefined;
  * DNS (no DNS server given) a name its servers do not know (`localhost`, a
  * name in /etc/hosts) is looked up as the system would, without a TTL.
  */
-export const resolveDns: Resolve = async (target) => {
+export const resolveDns: Resolve = async (target, signal) => {
   // A variable specifier: the module graph of a client that never resolves
   // anything keeps node:dns out.
   const specifier = "node:dns";
@@ -116,7 +127,20 @@ export const resolveDns: Resolve = async (target) => {
     tries: QUERY_TRIES,
   });
   if (target.nameServer !== undefined) {
-    resolver.setServers([target.nameServer]);
+    try {
+      resolver.setServers([target.nameServer]);
+    } catch (error) {
+      // Deno's node:dns asks for the network interfaces here.
+      throw Object.assign(
+        new Error(
+          `node:dns cannot ask ${target.nameServer}: ${
+            (error as Error)?.message ?? error
+          } (on Deno: --allow-sys=networkInterfaces)`,
+          { cause: error },
+        ),
+        { code: "EPERM" },
+      );
+    }
   }
   const query = (family: 4 | 6) =>
     new Promise<Array<{ address: string; ttl: number }>>((resolve, reject) =>
@@ -127,7 +151,15 @@ export const resolveDns: Resolve = async (target) => {
         (error, records) => error ? reject(error) : resolve(records),
       )
     );
-  const [v4, v6] = await Promise.allSettled([query(4), query(6)]);
+  const cancel = () => resolver.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  let v4, v6;
+  try {
+    [v4, v6] = await Promise.allSettled([query(4), query(6)]);
+  } finally {
+    signal.removeEventListener("abort", cancel);
+  }
+  signal.throwIfAborted();
   const records = [
     ...(v4.status === "fulfilled" ? v4.value : []),
     ...(v6.status === "fulfilled" ? v6.value : []),

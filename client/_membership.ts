@@ -96,6 +96,8 @@ export class Membership {
   /** Resolutions under way, of targets in the set or no longer. */
   #resolving = new Set<Promise<void>>();
   #closed = false;
+  /** Cancels the questions under way at close(). */
+  readonly #abort = new AbortController();
   readonly #shuffle: boolean;
   readonly #hooks: MembershipHooks;
   readonly #resolve: Resolve;
@@ -165,6 +167,7 @@ export class Membership {
   /** Stops refreshing; resolves once no resolution is under way. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#abort.abort();
     for (const resolved of this.#targets.values()) {
       clearTimeout(resolved.timer);
       resolved.timer = undefined;
@@ -190,7 +193,7 @@ export class Membership {
     resolved.startedAt = performance.now();
     const current = () =>
       !this.#closed && this.#targets.get(resolved.target.text) === resolved;
-    const resolving = this.#resolve(resolved.target).then(
+    const resolving = this.#resolve(resolved.target, this.#abort.signal).then(
       (answer) => {
         resolved.failures = 0;
         if (!current()) return;

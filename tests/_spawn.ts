@@ -24,8 +24,8 @@ export interface Child {
   readonly exited: Promise<number>;
   /** Kills the child (if it still runs) and waits as `exited` does. */
   kill(): Promise<number>;
-  /** Sends SIGTERM or SIGINT, if the child still runs. */
-  signal(signal: "SIGTERM" | "SIGINT"): void;
+  /** Sends SIGTERM, SIGINT or SIGHUP, if the child still runs. */
+  signal(signal: "SIGTERM" | "SIGINT" | "SIGHUP"): void;
 }
 
 /** Options of {@linkcode spawn}. */
@@ -40,7 +40,7 @@ interface RawChild {
   stderr: ReadableStream<Uint8Array>;
   write(bytes: Uint8Array): Promise<void>;
   closeStdin(): Promise<void>;
-  kill(signal?: "SIGTERM" | "SIGINT" | "SIGKILL"): void;
+  kill(signal?: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGKILL"): void;
   status: Promise<number>;
 }
 
@@ -214,8 +214,7 @@ async function start(
       closeStdin: async () => {
         await process.stdin.end();
       },
-      kill: (signal) =>
-        process.kill(signal === "SIGTERM" ? 15 : signal === "SIGINT" ? 2 : 9),
+      kill: (signal = "SIGKILL") => process.kill(SIGNAL_NUMBERS[signal]),
       status: process.exited,
     };
   }
@@ -257,6 +256,9 @@ async function start(
     status,
   };
 }
+
+/** Bun's subprocess.kill() takes a number. */
+const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 interface NodeGlobal {
   process: { env: Record<string, string>; execPath: string };
