@@ -377,13 +377,15 @@ export class ResolveError extends Error {
     kept: number,
     options?: ErrorOptions,
   ) {
+    const why = options?.cause instanceof Error
+      ? `: ${options.cause.message}`
+      : "";
+    const plural = kept === 1 ? "" : "es";
     super(
-      `Cannot resolve ${target} (${code}): ${
+      `Cannot resolve ${target} (${code})${why}; ${
         kept === 0
           ? "no address to connect to yet"
-          : `keeping the ${kept} address${
-            kept === 1 ? "" : "es"
-          } of the last answer`
+          : `keeping the ${kept} address${plural} of the last answer`
       }`,
       options,
     );
