@@ -14,7 +14,7 @@ import {
   SIGN_PING,
   writeHeader,
 } from "./codec.ts";
-import { BufferFullError, ClosedError } from "./errors.ts";
+import { BufferFullError, ClosedError, NetworkError } from "./errors.ts";
 import { takePayload } from "./message.ts";
 import type {
   ConnectionHandler,
@@ -94,8 +94,19 @@ interface FramedConnectionEvents {
    * The peer sent something that is not a frame; the connection is closing.
    */
   protocolError(error: Error): void;
-  /** The connection is closed; `error` if it failed rather than ended. */
-  closed(error?: unknown): void;
+  /**
+   * The connection is closed; `error` if it failed rather than ended.
+   * `quietReset`: the failure is the peer's reset (`ECONNRESET`) while
+   * nothing was owed either way, no partial frame received and no byte
+   * accepted by `send` left unwritten (a health check that connects, maybe
+   * PINGs, and resets): nothing was lost, and an owner may treat it as an end.
+   */
+  closed(error: unknown, quietReset: boolean): void;
+}
+
+/** Whether `error` is the peer resetting the connection (TCP RST). */
+function isPeerReset(error: unknown): boolean {
+  return error instanceof NetworkError && error.code === "ECONNRESET";
 }
 
 export class FramedConnection implements ConnectionHandler {
@@ -442,8 +453,11 @@ export class FramedConnection implements ConnectionHandler {
 
   ended(error?: unknown): void {
     if (this.#closed) return;
-    const endedMidFrame = !this.#closing && !error &&
-      this.#decoder.pendingBytes > 0;
+    const partialFrame = this.#decoder.pendingBytes > 0;
+    const endedMidFrame = !this.#closing && !error && partialFrame;
+    // Read before the buffers are dropped below: bytes queued, or in a write
+    // the runtime had not finished (a failed write's stay counted).
+    const unsent = this.#queuedBytes + this.#inFlightBytes > 0;
     this.#closing = this.#closed = true;
     if (this.#queuedBytes > 0) {
       this.#unsent = this.#full.map((buffer, i) =>
@@ -472,8 +486,9 @@ export class FramedConnection implements ConnectionHandler {
       (this.#writeError === undefined
         ? undefined
         : networkError("connection", this.remoteAddr, this.#writeError));
+    const quietReset = isPeerReset(reason) && !partialFrame && !unsent;
     try {
-      this.#events.closed(reason);
+      this.#events.closed(reason, quietReset);
     } finally {
       this.#unsent = undefined;
     }

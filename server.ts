@@ -417,6 +417,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #connectionsTotal = 0;
   #connectionsRefused = 0;
   #timeouts = 0;
+  #quietResets = 0;
   /** The traced `data` dispatch under way, if any. */
   #tracedMessage: MessageContext | undefined;
   #listener: TransportListener | undefined;
@@ -566,6 +567,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       connectionsTotal: this.#connectionsTotal,
       connectionsRefused: this.#connectionsRefused,
       timeouts: this.#timeouts,
+      quietResets: this.#quietResets,
       ...traffic,
     };
   }
@@ -790,7 +792,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
           }
           this[emit]("exception", connection, error);
         },
-        closed: (error) => {
+        closed: (failure, quietReset) => {
           this.#connections.delete(connection);
           this.#closedTraffic.add(connection.framed);
           if (this.#connections.size === 0 && this.#emptied) {
@@ -799,11 +801,16 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
             queueMicrotask(emptied);
           }
           if (!connection.announced) {
-            if (error !== undefined && channels?.failed.hasSubscribers) {
-              this.#publish(channels.failed, connection, { error });
+            if (failure !== undefined && channels?.failed.hasSubscribers) {
+              this.#publish(channels.failed, connection, { error: failure });
             }
             return;
           }
+          // A peer that resets while nothing is owed either way (a load
+          // balancer's health check does, to spare itself TIME_WAIT) lost
+          // nothing: it ends like a close, counted, on every runtime.
+          if (quietReset) this.#quietResets++;
+          const error = quietReset ? undefined : failure;
           if (channels?.closed.hasSubscribers) {
             this.#publish(channels.closed, connection, {
               error,

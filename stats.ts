@@ -95,6 +95,16 @@ export interface ServerStats extends TrafficStats {
   connectionsRefused: number;
   /** Connections closed for silence (or an unfinished header) past `timeout`. */
   timeouts: number;
+  /**
+   * Connections that their peer reset (a TCP RST, `ECONNRESET`) while
+   * nothing was owed either way: no partial frame received, and nothing
+   * accepted by `send` left unwritten. Each ends with `closed` alone, no
+   * `exception`, the same on Deno, Bun and Node.js: load balancers' health
+   * checks (HAProxy's connect, PING, echo, reset) land here. A reset in the
+   * middle of a frame, or with bytes still to write, is an `exception`
+   * instead and not counted here.
+   */
+  quietResets: number;
 }
 
 /**

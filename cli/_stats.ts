@@ -34,6 +34,7 @@ export function statsLine(
     `pings in ${stats.pingsIn} out ${stats.pingsOut}`,
     `protocol errors ${stats.protocolErrors}`,
     `timeouts ${stats.timeouts}`,
+    `quiet resets ${stats.quietResets}`,
     `buffer full ${stats.bufferFull}`,
     `buffered ${bytes(stats.bufferedBytes)}`,
   ].join("; ");

@@ -288,7 +288,7 @@ test("cli: serve -v prints the server's counters every --stats seconds", async (
     await client.request(new Uint8Array(10), { timeout: 5000 });
     await until(
       () =>
-        /^stats connections 1 open, 1 total, 0 refused; messages in 1 \(\d+\/s\) out 1; bytes in \d+ B out \d+ B;.* protocol errors 0; timeouts 0; buffer full 0; buffered 0 B$/m
+        /^stats connections 1 open, 1 total, 0 refused; messages in 1 \(\d+\/s\) out 1; bytes in \d+ B out \d+ B;.* protocol errors 0; timeouts 0; quiet resets 0; buffer full 0; buffered 0 B$/m
           .test(child.stderr()),
       10_000,
       "a stats line",
