@@ -75,7 +75,8 @@ import {
   parseServers,
   type ServerEntry,
 } from "./client/_membership.ts";
-import { PendingRequest } from "./client/_pending.ts";
+import { PendingRequest, type RequestKeeper } from "./client/_pending.ts";
+import { DEFAULT_MAX_ATTEMPTS, RetryThrottle } from "./client/_retry.ts";
 
 export { reconnectDelay, type ServerAddress };
 
@@ -173,6 +174,17 @@ export interface ClientOptions extends ConnectionOptions {
    */
   requestTimeout?: number;
   /**
+   * Times an `idempotent` request may be written before it rejects with
+   * {@linkcode ConnectionLostError}: each lost connection that carried it
+   * is one. Retries also stop, for every request, while connections keep
+   * being lost with requests on them (gRPC's retry throttling: ten tokens,
+   * one taken per such loss, a tenth given back per reply, retries only
+   * above five), so a message that kills every server it reaches runs a
+   * bounded number of times.
+   * @default {3}
+   */
+  maxAttempts?: number;
+  /**
    * Speak TLS, using the runtime's own TLS: `true` (or `{}`) verifies the
    * server against the default trust store; `{ ca, serverName }` names the
    * trusted CA certificate(s) (PEM) and the name the certificate must carry.
@@ -195,6 +207,7 @@ const CLIENT_OPTIONS: Record<keyof ClientOptions, true> = {
   maxQueuedMessages: true,
   reconnect: true,
   requestTimeout: true,
+  maxAttempts: true,
   tls: true,
 };
 
@@ -344,7 +357,18 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   readonly #borrowPayloads: boolean;
   readonly #pending = new Map<string, PendingRequest>();
   readonly #deadlines = new DeadlineTimer();
-  readonly #forgetRequest = (request: PendingRequest) => this.#forget(request);
+  readonly #keeper: RequestKeeper = {
+    forget: (request) => this.#forget(request),
+    expired: (request) => this.#expired(request),
+  };
+  readonly #maxAttempts: number;
+  readonly #throttle = new RetryThrottle();
+  /**
+   * The last failure to connect, resolve or keep a connection: the cause of
+   * a queued request's timeout, and the rejection of a request when the
+   * client will not reconnect.
+   */
+  #lastError: unknown;
   readonly #pool: Pool;
   readonly #queue: OfflineQueue;
   readonly #membership: Membership;
@@ -391,6 +415,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       "requestTimeout",
       options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT,
     ) * 1000;
+    this.#maxAttempts = checkCount(
+      "maxAttempts",
+      options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    );
     this.#queue = new OfflineQueue(
       this.#protocol,
       common.connection.maxBufferedBytes,
@@ -447,13 +475,20 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       data: (frame) => this.#receive(frame),
       ready: (conn) => this.#ready(conn),
       lost: (conn, error) => this.#lost(conn, error),
+      exhausted: () => this.#exhausted(),
       connected: (server) => this[emit]("connected", server),
       closed: (server) => this[emit]("closed", server),
-      exception: (error, server) => this[emit]("exception", error, server),
+      exception: (error, server) => {
+        this.#lastError = error;
+        this[emit]("exception", error, server);
+      },
     });
     this.#membership = new Membership(shuffle, {
       changed: (added, removed) => this.#serversChanged(added, removed),
-      exception: (error, server) => this[emit]("exception", error, server),
+      exception: (error, server) => {
+        this.#lastError = error;
+        this[emit]("exception", error, server);
+      },
     });
     loadChannels();
     this.#membership.set(entries);
@@ -741,6 +776,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     } catch (error) {
       return Promise.reject(error);
     }
+    // Nothing will connect again: waiting out the timeout would only hide
+    // why.
+    if (this.#pool.exhausted && !this.#closing) {
+      return Promise.reject(this.#givenUp());
+    }
     const uuid = tracedUuid ?? randomUuid(this.#protocol);
     return new Promise<Uint8Array>((resolve, reject) => {
       const request = new PendingRequest(
@@ -751,7 +791,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         // A copy: a Node.js Buffer's own slice() would be a view.
         options.idempotent === true ? new Uint8Array(data) : undefined,
         data.length + headerSize(this.#protocol),
-        this.#forgetRequest,
+        this.#keeper,
         resolve,
         reject,
       );
@@ -880,6 +920,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   /** Notes that `request` went out on `conn`, starting at `offset`. */
   #wrote(request: PendingRequest, conn: Conn, offset: number): void {
     request.sentOn = conn;
+    request.sentAt = performance.now();
     request.offset = offset;
     conn.inFlight++;
   }
@@ -907,8 +948,34 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     request.queued = undefined;
   }
 
+  /**
+   * A request's time ran out: written, it counts against its server; still
+   * queued, its cause is why nothing took it.
+   */
+  #expired(request: PendingRequest): unknown {
+    return request.sentOn === undefined ? this.#lastError : undefined;
+  }
+
+  /**
+   * No server will be connected to again (reconnect is off and every
+   * attempt failed): the queued requests reject now, with the reason.
+   */
+  #exhausted(): void {
+    for (const request of Array.from(this.#pending.values())) {
+      if (request.sentOn === undefined) request.reject(this.#givenUp());
+    }
+  }
+
+  /** Why nothing can be sent: the last failure, or that all closed. */
+  #givenUp(): unknown {
+    return this.#lastError ?? new ClosedError(
+      "No server will be connected to: reconnect is off and every connection closed",
+    );
+  }
+
   /** A connection is ready: what waits in the queue goes out on it. */
   #ready(conn: Conn): void {
+    this.#lastError = undefined;
     const framed = conn.framed;
     for (const queued of this.#queue.takeAll()) {
       const frame = queued.frame;
@@ -950,14 +1017,28 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     const framed = conn.framed;
     const handed = framed.handedBytes;
     const headerBytes = headerSize(this.#protocol);
+    // A lost connection that carried written requests is one failure for
+    // the retry budget, however many it carried: a crash is one event, and
+    // its idempotent requests all go elsewhere while the budget lasts.
+    let counted = false;
     for (const request of Array.from(this.#pending.values())) {
       if (request.sentOn !== conn) continue;
       const written = request.offset < handed;
-      const payload = written ? request.copy : (request.copy ??
+      let payload = written ? request.copy : (request.copy ??
         framed.unsentBytes(
           request.offset + headerBytes,
           request.size - headerBytes,
         ));
+      if (written) {
+        // A failed attempt: retried within the request's and the client's
+        // budgets only.
+        if (!counted) this.#throttle.failed();
+        counted = true;
+        if (
+          ++request.lostAttempts >= this.#maxAttempts ||
+          !this.#throttle.allowed
+        ) payload = undefined;
+      }
       if (payload !== undefined && !this.#closing) {
         request.sentOn = undefined;
         conn.inFlight--;
@@ -969,9 +1050,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
           continue;
         }
       }
+      const budget = written && request.copy !== undefined
+        ? request.lostAttempts >= this.#maxAttempts
+          ? ` (attempt ${request.lostAttempts} of ${this.#maxAttempts})`
+          : " (retries paused: most recent attempts failed)"
+        : "";
       request.reject(
         new ConnectionLostError(
-          `Connection to ${conn.link.server} lost before the reply arrived`,
+          `Connection to ${conn.link.server} lost before the reply arrived${budget}`,
           written,
           conn.link.server,
           { cause: error },
@@ -1022,6 +1108,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       ? this.#pending.get(frame.uuid)
       : undefined;
     if (request) {
+      this.#throttle.succeeded();
       // A reply is read after the frame's turn: a lent payload is copied.
       // (The typed array's slice: a Node.js Buffer's own does not copy.)
       request.resolve(

@@ -374,6 +374,9 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
     port: target.port,
     protocol: target.protocol,
     reconnect: false,
+    // Its own report of a failed attempt says why (a server that answers
+    // nothing may speak the other protocol): it comes before the wait ends.
+    connectTimeout: timeout / 1000,
   });
   let protocolError: ProtocolError | undefined;
   client.on("exception", (error) => {
@@ -409,6 +412,12 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   return ExitCode.OK;
 }
 
+/**
+ * Past a client's `connectTimeout`, the time its own report of the failed
+ * attempt (which says why) takes to arrive.
+ */
+const REPORT_MARGIN_MS = 250;
+
 /** Resolves once `client` is connected; rejects with its first exception. */
 export function connected(client: Client, timeoutMs: number): Promise<void> {
   if (client.connected) return Promise.resolve();
@@ -434,7 +443,7 @@ export function connected(client: Client, timeoutMs: number): Promise<void> {
           Math.round(timeoutMs),
         ),
       );
-    }, timeoutMs);
+    }, timeoutMs + REPORT_MARGIN_MS);
     client.on("connected", onConnected);
     client.on("exception", onException);
   });

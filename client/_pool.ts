@@ -34,16 +34,19 @@ export interface ServerAddress {
 }
 
 /**
- * How long a new connection waits for the server's answer to its hello
- * before messages are written on it anyway (a server that answers no PING).
+ * How long a new connection waits for the server's answer to its hello (or
+ * `connectTimeout`, if shorter). One unanswered is a failed attempt: a
+ * server that does not read (hung, stopped, a listener's backlog, a load
+ * balancer with no backend), or one of the other protocol.
  */
-const HELLO_WAIT_MS = 1000;
+export const HELLO_TIMEOUT_MS = 5000;
 
 /**
- * A connection told to go away after serving this long is replaced at once;
- * a younger one after the reconnect backoff.
+ * A connection that served this long before it was lost or sent away
+ * resets the reconnect backoff, and is replaced at once when sent away; a
+ * younger one is a failure of the server's, and the backoff grows.
  */
-const STEADY_MS = 250;
+export const SERVED_WHILE_MS = 3000;
 
 /**
  * The default reconnect delay: 200 ms before the first retry, as the Node.js
@@ -87,6 +90,10 @@ export class Conn {
   doneWriting = false;
   /** The server answered its hello: messages may be written on it. */
   greeted = false;
+  /** When it was greeted. */
+  greetedAt = 0;
+  /** Its failure was reported already (an unanswered hello). */
+  reported = false;
   /**
    * Requests that settled (timed out, aborted) while their frame was still
    * in its write buffer: if it is lost, their frames are not sent elsewhere.
@@ -94,7 +101,6 @@ export class Conn {
   withdrawn: Set<string> | undefined;
   helloTimer: ReturnType<typeof setTimeout> | undefined;
   lastPing = performance.now();
-  readonly openedAt = this.lastPing;
 
   constructor(readonly framed: FramedConnection, readonly link: Link) {}
 }
@@ -109,6 +115,8 @@ export class Link {
   connecting: Promise<void> | undefined;
   attemptAbort: AbortController | undefined;
   attempt = 0;
+  /** When the current connect attempt began. */
+  attemptStartedAt = 0;
   reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   /** Until when it is warming up (the balancer's slow start). */
   warmUntil = 0;
@@ -137,6 +145,8 @@ export interface PoolHooks {
    * messages are the client's to send elsewhere or fail.
    */
   lost(conn: Conn, error: unknown): void;
+  /** No connection will be made again: reconnect is off, and all failed. */
+  exhausted(): void;
   /** The `connected`, `closed` and `exception` events. */
   connected(server: string): void;
   closed(server: string): void;
@@ -196,6 +206,26 @@ export class Pool {
     return this.balancer.size > 0
       ? this.balancer.pick((link) => this.#unready(link))
       : undefined;
+  }
+
+  /**
+   * True when no connection will be made again: reconnect is off, and no
+   * link is connected, connecting or waiting to.
+   */
+  get exhausted(): boolean {
+    if (this.#options.reconnect || this.#closing || this.links.length === 0) {
+      return false;
+    }
+    for (const conn of this.conns) {
+      if (!conn.leaving && !conn.framed.closed) return false;
+    }
+    return this.links.every((link) =>
+      link.connecting === undefined && link.reconnectTimer === undefined
+    );
+  }
+
+  #checkExhausted(): void {
+    if (this.exhausted) this.#hooks.exhausted();
   }
 
   /** Starts connecting to a server that joined the set. */
@@ -331,6 +361,7 @@ export class Pool {
     let framed: FramedConnection | undefined;
     let conn: Conn | undefined;
     const attempt = link.attemptAbort = new AbortController();
+    link.attemptStartedAt = performance.now();
     const limitMs = this.#options.connectTimeoutMs;
     const timer = limitMs === undefined ? undefined : setTimeout(
       () =>
@@ -393,6 +424,7 @@ export class Pool {
       clearTimeout(timer);
       link.attemptAbort = undefined;
       link.connecting = undefined;
+      this.#checkExhausted();
     });
   }
 
@@ -414,7 +446,19 @@ export class Pool {
     // completed but no server will read (in the backlog of a listener about
     // to close, or a load balancer with no backend) then loses nothing.
     framed.send(controlFrame("hello", this.#protocol));
-    conn.helloTimer = setTimeout(() => this.#greeted(conn), HELLO_WAIT_MS);
+    // The answer counts in the attempt's connectTimeout too.
+    const helloMs = Math.max(
+      0,
+      Math.min(
+        HELLO_TIMEOUT_MS,
+        (this.#options.connectTimeoutMs ?? Infinity) -
+          (performance.now() - link.attemptStartedAt),
+      ),
+    );
+    conn.helloTimer = setTimeout(
+      () => this.#unanswered(conn, helloMs),
+      helloMs,
+    );
     conn.lastPing = performance.now();
     const tickMs = this.#options.tickMs;
     if (tickMs !== undefined && this.#tickTimer === undefined) {
@@ -423,7 +467,32 @@ export class Pool {
     }
   }
 
-  /** The server answered the hello (or took too long to): messages may flow. */
+  /** The server answered nothing in time: a failed attempt. */
+  #unanswered(conn: Conn, ms: number): void {
+    conn.helloTimer = undefined;
+    if (conn.greeted || conn.framed.closed || this.#closing) return;
+    const link = conn.link;
+    link.connectFailures++;
+    conn.reported = true;
+    const error = new TimeoutError(
+      `${link.server} accepted the connection but answered nothing within ` +
+        `${Math.round(ms)} ms: a server that does not read (hung, stopped, or no ` +
+        `backend behind a load balancer), or one of another protocol ` +
+        `(a ${
+          this.#protocol === 3
+            ? "2.x server: set protocol: 2"
+            : "3.x or 4.x server: leave protocol at 3"
+        })`,
+      ms,
+    );
+    if (channels?.failed.hasSubscribers) {
+      this.#publish(channels.failed, link, conn.framed, { error });
+    }
+    this.#hooks.exception(error, link.server);
+    conn.framed.close();
+  }
+
+  /** The server answered the hello: messages may flow. */
   #greeted(conn: Conn): void {
     clearTimeout(conn.helloTimer);
     conn.helloTimer = undefined;
@@ -431,9 +500,9 @@ export class Pool {
       return;
     }
     conn.greeted = true;
+    conn.greetedAt = performance.now();
     const link = conn.link;
     link.conn = conn;
-    link.attempt = 0;
     this.balancer.add(link);
     this.#hooks.ready(conn);
     this.#hooks.connected(link.server);
@@ -462,9 +531,11 @@ export class Pool {
       this.#tickTimer = undefined;
     }
     this.#hooks.lost(conn, error);
+    this.#forgetBackoff(conn);
     // `closed` only follows `connected`; a connection lost before its
     // server answered is a failed attempt, reported as one.
-    if (
+    if (conn.reported) error = undefined;
+    else if (
       !conn.greeted && error === undefined && !this.#closing && !link.retired
     ) {
       error = new ClosedError(
@@ -475,6 +546,7 @@ export class Pool {
     if (conn.greeted) this.#hooks.closed(link.server);
     // One told to go away has its successor under way already.
     if (!conn.leaving) this.#scheduleReconnect(link);
+    this.#checkExhausted();
   }
 
   /**
@@ -504,12 +576,24 @@ export class Pool {
       link.conn === undefined && link.connecting === undefined &&
       link.reconnectTimer === undefined
     ) {
-      if (performance.now() - conn.openedAt >= STEADY_MS) {
-        link.attempt = 0;
-        this.#connect(link);
-      } else this.#scheduleReconnect(link);
+      if (this.#forgetBackoff(conn)) this.#connect(link);
+      else this.#scheduleReconnect(link);
     }
     if (conn.inFlight === 0 && !closingAlready) this.leave(conn);
+  }
+
+  /**
+   * Resets the backoff if `conn` served a while: the answer to a hello alone
+   * does not, or a server that sends every connection away (or crashes on
+   * every message) would get a new one every 200 ms.
+   * @returns Whether it served a while.
+   */
+  #forgetBackoff(conn: Conn): boolean {
+    if (
+      !conn.greeted || performance.now() - conn.greetedAt < SERVED_WHILE_MS
+    ) return false;
+    conn.link.attempt = 0;
+    return true;
   }
 
   #scheduleReconnect(link: Link): void {

@@ -144,14 +144,23 @@ export interface SilentServer {
   close(): Promise<void>;
 }
 
-/** Listens on 127.0.0.1, port 0; accepts connections and reads none of them. */
-export async function silentServer(): Promise<SilentServer> {
+/**
+ * Listens on 127.0.0.1, port 0; accepts connections and reads none of them.
+ * With `greeting`, writes it on each first (a server that answered the
+ * client's hello, then stopped reading).
+ */
+export async function silentServer(
+  greeting?: Uint8Array,
+): Promise<SilentServer> {
   const peers: SilentPeer[] = [];
   if ("Deno" in globalThis) {
     const listener = Deno.listen({ hostname: HOST, port: 0 });
     const accepting = (async () => {
       try {
-        for await (const conn of listener) peers.push(new DenoSilent(conn));
+        for await (const conn of listener) {
+          if (greeting) await conn.write(greeting).catch(() => {});
+          peers.push(new DenoSilent(conn));
+        }
       } catch { /* closed */ }
     })();
     return {
@@ -167,6 +176,7 @@ export async function silentServer(): Promise<SilentServer> {
   if (!("Bun" in globalThis)) {
     const net: Any = await import(nodeNetModule);
     const server = net.createServer((socket: Any) => {
+      if (greeting) socket.write(greeting);
       peers.push(new NodeSilent(socket));
     });
     await new Promise((resolve, reject) => {
@@ -185,7 +195,10 @@ export async function silentServer(): Promise<SilentServer> {
   const listener = bun().listen({
     hostname: HOST,
     port: 0,
-    socket: bunHandlers((peer) => peers.push(peer)),
+    socket: bunHandlers((peer) => {
+      if (greeting) peer.socket.write(greeting);
+      peers.push(peer);
+    }),
   });
   return {
     port: listener.port,

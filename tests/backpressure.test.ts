@@ -14,6 +14,7 @@ import {
   silentServer,
 } from "./_silent.ts";
 import { encodeFrame, SIGN_DATA } from "../codec.ts";
+import { controlFrame } from "../_control.ts";
 import { BufferFullError, Client, Server, type ServerSocket } from "../mod.ts";
 import { DEFAULT_MAX_BUFFERED_BYTES } from "../server.ts";
 
@@ -114,7 +115,10 @@ test("server to a client that stops reading: send refuses past maxBufferedBytes,
 
 test("client to a server that stops reading: send and request refuse past maxBufferedBytes, drained() waits for room", async () => {
   const limit = 256 * 1024;
-  const silent = await silentServer();
+  // It answers the hello, then reads nothing.
+  const silent = await silentServer(
+    encodeFrame(controlFrame("hello-ack", 3)),
+  );
   const client = new Client({
     host: HOST,
     port: silent.port,
