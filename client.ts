@@ -77,8 +77,13 @@ import {
 } from "./client/_membership.ts";
 import { PendingRequest, type RequestKeeper } from "./client/_pending.ts";
 import { DEFAULT_MAX_ATTEMPTS, RetryThrottle } from "./client/_retry.ts";
+import {
+  OutlierDetector,
+  type OutlierOptions,
+  parseOutlierOptions,
+} from "./client/_outliers.ts";
 
-export { reconnectDelay, type ServerAddress };
+export { type OutlierOptions, reconnectDelay, type ServerAddress };
 
 /**
  * Default limit on messages queued while disconnected.
@@ -185,6 +190,17 @@ export interface ClientOptions extends ConnectionOptions {
    */
   maxAttempts?: number;
   /**
+   * Outlier ejection (after gRPC's, gRFC A50): a server whose requests fail
+   * `consecutiveFailures` times in a row (lost with their connection, or
+   * timed out), or whose replies come `slowFactor` times slower than the
+   * others', takes no new request for `baseEjectionTime` seconds (more at
+   * each repeat), then is tried again; never more than `maxEjectedPercent`
+   * of the servers at once. `stats().servers` says which are `ejected`.
+   * `false` turns it off.
+   * @default {true}
+   */
+  outlierDetection?: boolean | OutlierOptions;
+  /**
    * Speak TLS, using the runtime's own TLS: `true` (or `{}`) verifies the
    * server against the default trust store; `{ ca, serverName }` names the
    * trusted CA certificate(s) (PEM) and the name the certificate must carry.
@@ -208,6 +224,7 @@ const CLIENT_OPTIONS: Record<keyof ClientOptions, true> = {
   reconnect: true,
   requestTimeout: true,
   maxAttempts: true,
+  outlierDetection: true,
   tls: true,
 };
 
@@ -363,6 +380,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   };
   readonly #maxAttempts: number;
   readonly #throttle = new RetryThrottle();
+  readonly #outliers: OutlierDetector | undefined;
   /**
    * The last failure to connect, resolve or keep a connection: the cause of
    * a queued request's timeout, and the rejection of a request when the
@@ -483,6 +501,15 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this[emit]("exception", error, server);
       },
     });
+    const outliers = parseOutlierOptions(options.outlierDetection);
+    if (outliers !== undefined) {
+      const pool = this.#pool;
+      this.#outliers = new OutlierDetector(outliers, {
+        eject: (server) => pool.eject(server),
+        restore: (server) => pool.restore(server),
+        servers: () => this.#membership.servers.length,
+      });
+    }
     this.#membership = new Membership(shuffle, {
       changed: (added, removed) => this.#serversChanged(added, removed),
       exception: (error, server) => {
@@ -881,6 +908,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       request.reject(closed);
     }
     this.#queue.clear();
+    this.#outliers?.close();
     await Promise.all([this.#membership.close(), this.#pool.close(closed)]);
   }
 
@@ -920,7 +948,12 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   /** Notes that `request` went out on `conn`, starting at `offset`. */
   #wrote(request: PendingRequest, conn: Conn, offset: number): void {
     request.sentOn = conn;
-    request.sentAt = performance.now();
+    // Reply times are sampled, one in four per server: enough to tell a
+    // slow server, at a quarter of the clock reads.
+    const health = conn.link.health;
+    request.sentAt = health !== undefined && (++health.writes & 3) === 0
+      ? performance.now()
+      : 0;
     request.offset = offset;
     conn.inFlight++;
   }
@@ -953,7 +986,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    * queued, its cause is why nothing took it.
    */
   #expired(request: PendingRequest): unknown {
-    return request.sentOn === undefined ? this.#lastError : undefined;
+    const conn = request.sentOn;
+    if (conn === undefined) return this.#lastError;
+    this.#outliers?.failed(conn.link.server);
+    return undefined;
   }
 
   /**
@@ -1030,6 +1066,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
           request.size - headerBytes,
         ));
       if (written) {
+        this.#outliers?.failed(conn.link.server);
         // A failed attempt: retried within the request's and the client's
         // budgets only.
         if (!counted) this.#throttle.failed();
@@ -1088,8 +1125,13 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
   /** The server set changed: the pool follows, and the change is told. */
   #serversChanged(added: ServerAddress[], removed: string[]): void {
     if (this.#closing) return;
-    for (const server of removed) this.#pool.retire(server);
-    for (const address of added) this.#pool.add(address);
+    for (const server of removed) {
+      this.#pool.retire(server);
+      this.#outliers?.forget(server);
+    }
+    for (const address of added) {
+      this.#pool.add(address, this.#outliers?.track(serverName(address)));
+    }
     const change: ServersChange = {
       added: added.map(serverName),
       removed,
@@ -1109,6 +1151,14 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       : undefined;
     if (request) {
       this.#throttle.succeeded();
+      const health = request.sentOn?.link.health;
+      if (health !== undefined) {
+        health.failuresInRow = 0;
+        if (request.sentAt !== 0) {
+          health.replies++;
+          health.replyMs += performance.now() - request.sentAt;
+        }
+      }
       // A reply is read after the frame's turn: a lent payload is copied.
       // (The typed array's slice: a Node.js Buffer's own does not copy.)
       request.resolve(

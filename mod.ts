@@ -33,6 +33,7 @@ export {
   type ClientOptions,
   DEFAULT_MAX_QUEUED_MESSAGES,
   DEFAULT_REQUEST_TIMEOUT,
+  type OutlierOptions,
   reconnectDelay,
   type RequestOptions,
   type ServerAddress,

@@ -136,6 +136,10 @@ export interface ClientServerStats extends TrafficStats {
   reconnects: number;
   /** Connections closed for silence (or an unfinished header) past `timeout`. */
   timeouts: number;
+  /** Now: ejected as an outlier (see `outlierDetection`): it takes no request. */
+  ejected: boolean;
+  /** Times it was ejected as an outlier. */
+  ejections: number;
 }
 
 /**

@@ -16,6 +16,7 @@ import type { ClientServerStats } from "../stats.ts";
 import { trafficOf, TrafficTotals } from "../_stats.ts";
 import { type Channel, channels } from "../_diagnostics.ts";
 import { Balancer } from "./_balancer.ts";
+import type { Health } from "./_outliers.ts";
 
 /**
  * A server of a client's `servers` list.
@@ -124,6 +125,8 @@ export class Link {
   readyAt = 0;
   /** Its server left the set: no more connects, no more messages. */
   retired = false;
+  /** Its server's record for outlier ejection, if that is on. */
+  health: Health | undefined;
   // Counters for stats(): traffic of its closed connections, and events.
   readonly traffic = new TrafficTotals();
   connectionsTotal = 0;
@@ -176,7 +179,10 @@ export interface PoolOptions {
 }
 
 /** Stats counters of links, summed. */
-type LinkCounts = Omit<ClientServerStats, "server" | "host" | "port">;
+type LinkCounts = Omit<
+  ClientServerStats,
+  "server" | "host" | "port" | "ejected" | "ejections"
+>;
 
 /** The links to the servers of the set, and their connections. */
 export class Pool {
@@ -193,6 +199,8 @@ export class Pool {
   #tickTimer: ReturnType<typeof setInterval> | undefined;
   #tickClock: TickClock | undefined;
   #closing = false;
+  /** Servers ejected as outliers. */
+  readonly #ejected = new Set<string>();
 
   constructor(options: PoolOptions, hooks: PoolHooks) {
     this.#options = options;
@@ -229,10 +237,11 @@ export class Pool {
   }
 
   /** Starts connecting to a server that joined the set. */
-  add(address: ServerAddress): void {
+  add(address: ServerAddress, health?: Health): void {
     const server = serverName(address);
     for (let n = 0; n < this.#options.connectionsPerServer; n++) {
       const link = new Link(address, server);
+      link.health = health;
       this.links.push(link);
       this.#connect(link);
     }
@@ -258,12 +267,36 @@ export class Pool {
       );
       if (link.conn !== undefined) this.#unready(link);
     }
+    this.#ejected.delete(server);
     for (const conn of this.conns) {
       // One told to go away is on its way out already.
       if (!conn.link.retired || conn.leaving) continue;
       conn.leaving = true;
       clearTimeout(conn.helloTimer);
       if (conn.inFlight === 0) this.leave(conn);
+    }
+  }
+
+  /**
+   * Outlier ejection: `server` takes no new message (its connections stay
+   * open, pinged) until restored.
+   */
+  eject(server: string): void {
+    this.#ejected.add(server);
+    for (const link of this.links) {
+      if (link.server === server) this.balancer.remove(link);
+    }
+  }
+
+  /** An ejected server may take messages again (warming up). */
+  restore(server: string): void {
+    if (!this.#ejected.delete(server)) return;
+    for (const link of this.links) {
+      const conn = link.conn;
+      if (
+        link.server === server && conn !== undefined && !conn.leaving &&
+        !conn.framed.closed
+      ) this.balancer.add(link);
     }
   }
 
@@ -312,8 +345,13 @@ export class Pool {
           host: link.address.host,
           port: link.address.port,
           ...counts,
+          ejected: this.#ejected.has(link.server),
+          ejections: link.health?.ejections ?? 0,
         });
-      } else addCounts(entry, counts);
+      } else {
+        entry.connected ||= counts.connected;
+        addCounts(entry, counts);
+      }
     }
     return byServer;
   }
@@ -476,7 +514,9 @@ export class Pool {
     conn.reported = true;
     const error = new TimeoutError(
       `${link.server} accepted the connection but answered nothing within ` +
-        `${Math.round(ms)} ms: a server that does not read (hung, stopped, or no ` +
+        `${
+          Math.round(ms)
+        } ms: a server that does not read (hung, stopped, or no ` +
         `backend behind a load balancer), or one of another protocol ` +
         `(a ${
           this.#protocol === 3
@@ -503,7 +543,7 @@ export class Pool {
     conn.greetedAt = performance.now();
     const link = conn.link;
     link.conn = conn;
-    this.balancer.add(link);
+    if (!this.#ejected.has(link.server)) this.balancer.add(link);
     this.#hooks.ready(conn);
     this.#hooks.connected(link.server);
   }

@@ -251,3 +251,106 @@ test("retries stop while connections keep being lost: 20 idempotent requests, on
     await fleet.stop();
   }
 });
+
+test("outliers: one of four servers that stalls 200 ms on every request is ejected and ends with at most 5% of the requests (round robin, which alone would give it a quarter)", async () => {
+  const servers = await Promise.all([
+    echoServer(() => 200),
+    echoServer(),
+    echoServer(),
+    echoServer(),
+  ]);
+  const client = new Client({
+    servers: servers.map((s) => s.name),
+    balance: "round-robin",
+  });
+  client.on("exception", () => {});
+  try {
+    await until(() => client.stats().servers.every((s) => s.connected));
+    const { failures, answered } = await load(client, { ms: 3000 });
+    assert.deepEqual(failures, []);
+    const total = servers.reduce((sum, s) => sum + s.requests, 0);
+    const share = servers[0].requests / total;
+    assert.ok(
+      share <= 0.05,
+      `the slow server took ${servers[0].requests} of ${total}`,
+    );
+    const slow = client.stats().servers.find((s) =>
+      s.server === servers[0].name
+    )!;
+    assert.equal(slow.ejected, true);
+    assert.equal(slow.ejections, 1);
+    assert.ok(answered >= total - 4);
+  } finally {
+    await client.close();
+    await Promise.all(servers.map((s) => s.server.stop()));
+  }
+});
+
+test("outliers: a server that fails every request is ejected after 5 in a row, and takes requests again once healed", async () => {
+  let sick = true;
+  const server = new Server({ host: HOST, port: 0 });
+  let answeredThere = 0;
+  server.on("data", (socket, message) => {
+    if (sick) socket.close();
+    else {
+      answeredThere++;
+      socket.send(message);
+    }
+  });
+  server.on("exception", () => {});
+  await server.start();
+  const sickName = `${HOST}:${server.port}`;
+  const healthy = await Promise.all([echoServer(), echoServer()]);
+  const client = new Client({
+    servers: [sickName, ...healthy.map((s) => s.name)],
+    reconnect: () => 20,
+    outlierDetection: { baseEjectionTime: 0.5 },
+  });
+  client.on("exception", () => {});
+  try {
+    await until(() => client.stats().servers.every((s) => s.connected));
+    const first = await load(client, { ms: 1000 });
+    // The requests it killed before it was ejected (5 in a row, and any
+    // written with them), then none.
+    assert.ok(
+      first.failures.length >= 5 && first.failures.length <= 10,
+      `${first.failures.length} failed`,
+    );
+    const entry = () =>
+      client.stats().servers.find((s) => s.server === sickName)!;
+    assert.ok(entry().ejections >= 1);
+    sick = false;
+    // Back after its ejection time (0.5 s, or 1 s the second time).
+    const second = await load(client, { ms: 2500 });
+    assert.deepEqual(second.failures, []);
+    assert.ok(answeredThere > 0, "the healed server took no request");
+    assert.equal(entry().ejected, false);
+  } finally {
+    await client.close();
+    await server.stop();
+    await Promise.all(healthy.map((s) => s.server.stop()));
+  }
+});
+
+test("least-pending: a server that answers in 20 ms gets far fewer requests than one that answers at once (round robin would split them evenly)", async () => {
+  const slow = await echoServer(() => 20);
+  const fast = await echoServer();
+  const client = new Client({
+    servers: [slow.name, fast.name],
+    outlierDetection: false,
+  });
+  client.on("exception", () => {});
+  try {
+    await until(() => client.stats().servers.every((s) => s.connected));
+    const { failures } = await load(client, { ms: 1500 });
+    assert.deepEqual(failures, []);
+    assert.ok(
+      slow.requests * 4 < fast.requests,
+      `slow ${slow.requests}, fast ${fast.requests}`,
+    );
+  } finally {
+    await client.close();
+    await slow.server.stop();
+    await fast.server.stop();
+  }
+});
