@@ -304,10 +304,15 @@ export interface ClientEvents {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { Client, type ServersChange } from "@qtk/tcp-framework";
  * const client = new Client({ servers: ["127.0.0.1:9"], reconnect: false });
- * client.on("servers", ({ added, removed }: ServersChange) => console.log(added, removed));
+ * const changes: ServersChange[] = [];
+ * client.on("servers", (change) => changes.push(change));
  * client.setServers(["127.0.0.1:10"]);
+ * assert.deepEqual(changes, [
+ *   { added: ["127.0.0.1:10"], removed: ["127.0.0.1:9"], servers: ["127.0.0.1:10"] },
+ * ]);
  * await client.close();
  * ```
  */
