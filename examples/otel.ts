@@ -2,6 +2,8 @@
 // library's diagnostics_channel channels become spans, its counters become
 // metrics. The library itself depends on nothing; only this example needs the
 // OpenTelemetry packages (npm: @opentelemetry/api, and an SDK to export with).
+// The SDK is its 2.x line (pinned in tools/package.json and deno.json), which
+// supports Node.js 20; its 3.x line wants Node.js 22.15 or later.
 //
 //   deno run -A examples/otel.ts    (deno.json "imports" maps the packages)
 //   bun examples/otel.ts            (examples/node_modules: a link to
