@@ -93,8 +93,12 @@ export class Conn {
   greeted = false;
   /** When it was greeted. */
   greetedAt = 0;
-  /** Its failure was reported already (an unanswered hello). */
+  /**
+   * Its failure was reported already (an unanswered hello, a protocol
+   * error), and is `failure`.
+   */
   reported = false;
+  failure: unknown;
   /**
    * Requests that settled (timed out, aborted) while their frame was still
    * in its write buffer: if it is lost, their frames are not sent elsewhere.
@@ -423,6 +427,10 @@ export class Pool {
               if (channels?.protocolError.hasSubscribers) {
                 this.#publish(channels.protocolError, link, framed, { error });
               }
+              if (conn !== undefined) {
+                conn.reported = true;
+                conn.failure = error;
+              }
               this.#hooks.exception(error, link.server);
             },
             closed: (error) => conn && this.#lost(conn, error),
@@ -512,7 +520,7 @@ export class Pool {
     const link = conn.link;
     link.connectFailures++;
     conn.reported = true;
-    const error = new TimeoutError(
+    const error = conn.failure = new TimeoutError(
       `${link.server} accepted the connection but answered nothing within ` +
         `${
           Math.round(ms)
@@ -570,6 +578,8 @@ export class Pool {
       clearInterval(this.#tickTimer);
       this.#tickTimer = undefined;
     }
+    // Lost for a reason said already: that reason, said once.
+    if (conn.reported) error ??= conn.failure;
     this.#hooks.lost(conn, error);
     this.#forgetBackoff(conn);
     // `closed` only follows `connected`; a connection lost before its
