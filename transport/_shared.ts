@@ -20,6 +20,20 @@ export function reusePortOsProblem(
     } ${runtime} would ignore it or not spread connections over the processes`;
 }
 
+/**
+ * Why Node.js `version` cannot listen with `reusePort`, if it cannot: the
+ * option came in Node.js 22.12 and 23.1; older versions ignore it without a
+ * word. (The OS is asked apart, with {@linkcode reusePortOsProblem}.)
+ */
+export function nodeReusePortProblem(version: string): string | undefined {
+  const [major, minor] = version.split(".").map(Number);
+  const known = major > 23 || (major === 23 && minor >= 1) ||
+    (major === 22 && minor >= 12);
+  return known
+    ? undefined
+    : `reusePort needs Node.js 22.12 or later (23.1 on the 23 line); Node.js ${version} would ignore it`;
+}
+
 /** Rejects at once with the signal's reason if it is aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason;

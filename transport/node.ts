@@ -11,6 +11,7 @@ import type {
 import {
   caList,
   networkError,
+  nodeReusePortProblem,
   reusePortOsProblem,
   throwIfAborted,
   untilAborted,
@@ -21,13 +22,8 @@ import {
  * came in Node.js 22.12 and 23.1; older versions ignore it without a word.
  */
 function reusePortProblem(): string | undefined {
-  const [major, minor] = process.versions.node.split(".").map(Number);
-  const known = major > 23 || (major === 23 && minor >= 1) ||
-    (major === 22 && minor >= 12);
-  if (!known) {
-    return `reusePort needs Node.js 22.12 or later (23.1 on the 23 line); Node.js ${process.versions.node} would ignore it`;
-  }
-  return reusePortOsProblem("Node.js", process.platform);
+  return nodeReusePortProblem(process.versions.node) ??
+    reusePortOsProblem("Node.js", process.platform);
 }
 
 class NodeConnection implements TransportConnection {
