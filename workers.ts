@@ -7,7 +7,12 @@
  * {@linkcode stopOnSignal} does the worker's half.
  *
  * Linux only, as `reusePort` is; under Deno the workers need `--unstable-net`
- * (the default `runtimeArgs` pass it) and the launcher `--allow-run`.
+ * (the default `runtimeArgs` pass it) and the launcher `--allow-run`; under
+ * Node.js, 22.12 or later. Where the workers could not share the port, or
+ * could not be started, `serveWorkers` throws a
+ * {@linkcode WorkersUnavailableError} saying why, before it starts anything;
+ * a worker that keeps dying is given up after {@linkcode DEFAULT_MAX_FAILURES}
+ * deaths in a row.
  *
  * @example
  * ```ts ignore
@@ -31,6 +36,10 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { checkCount, checkSeconds } from "./_options.ts";
 import { quote } from "./_quote.ts";
+import {
+  nodeReusePortProblem,
+  reusePortOsProblem,
+} from "./transport/_shared.ts";
 
 /**
  * The environment variable that tells a worker its number (0 to workers - 1).
@@ -66,6 +75,79 @@ export const DEFAULT_STOP_TIMEOUT = 30;
  * ```
  */
 export const HEALTHY_AFTER = 10;
+
+/**
+ * Default of {@linkcode WorkersOptions.maxFailures}: a worker that died this
+ * many times in a row, each time within {@linkcode HEALTHY_AFTER} seconds of
+ * its start, is not started again. With the default
+ * {@linkcode restartDelay} that is about 1.5 s of waits between the five
+ * starts: a worker that cannot start (its port taken by a program that does
+ * not share it, a bad argument, a missing permission) is reported within
+ * seconds rather than restarted forever, and once no worker is left the
+ * launcher ends, so that its own supervisor (systemd, a container platform)
+ * sees the failure.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_FAILURES } from "@qtk/tcp-framework/workers";
+ * console.log(DEFAULT_MAX_FAILURES); // 5
+ * ```
+ */
+export const DEFAULT_MAX_FAILURES = 5;
+
+/**
+ * What {@linkcode serveWorkers} found missing, as
+ * {@linkcode WorkersUnavailableError.kind} names it: `"os"`, not Linux;
+ * `"runtime"`, a Node.js older than 22.12 (23.1 on the 23 line), which would
+ * ignore `reusePort`; `"flag"`, Deno workers whose `runtimeArgs` lack
+ * `--unstable-net`; `"permission"`, a Deno launcher without `--allow-run`.
+ *
+ * @example
+ * ```ts
+ * import type { WorkersProblem } from "@qtk/tcp-framework/workers";
+ * const fixable: WorkersProblem[] = ["flag", "permission"];
+ * ```
+ */
+export type WorkersProblem = "os" | "runtime" | "flag" | "permission";
+
+/**
+ * Thrown by {@linkcode serveWorkers}, before it starts anything, where its
+ * workers could not share the port (`reusePort` works on Linux only, on
+ * Node.js from 22.12, and on Deno with `--unstable-net`) or could not be
+ * started at all (a Deno launcher without `--allow-run`). The message says
+ * what is missing and how to get it; `kind` says it for code.
+ *
+ * @example
+ * ```ts
+ * import process from "node:process";
+ * import { serveWorkers, WorkersUnavailableError } from "@qtk/tcp-framework/workers";
+ * function launch(module: string) {
+ *   try {
+ *     return serveWorkers(module, { workers: 4 });
+ *   } catch (error) {
+ *     if (!(error instanceof WorkersUnavailableError)) throw error;
+ *     console.error(`cannot run workers (${error.kind}): ${error.message}`);
+ *     process.exit(2);
+ *   }
+ * }
+ * ```
+ */
+export class WorkersUnavailableError extends Error {
+  /** What is missing; see {@linkcode WorkersProblem}. */
+  readonly kind: WorkersProblem;
+
+  /**
+   * Creates the error.
+   *
+   * @param kind What is missing.
+   * @param message What is missing and how to get it.
+   */
+  constructor(kind: WorkersProblem, message: string) {
+    super(message);
+    this.name = "WorkersUnavailableError";
+    this.kind = kind;
+  }
+}
 
 /**
  * Default wait before restarting a worker that died, by how many times in a
@@ -122,13 +204,28 @@ export interface WorkersOptions {
    */
   restartDelay?: (attempt: number) => number;
   /**
+   * A worker that dies this many times in a row, each time within
+   * {@linkcode HEALTHY_AFTER} seconds of its start, is given up: not started
+   * again, and `onGiveUp` told. `Infinity` restarts it forever.
+   * @default {5 (DEFAULT_MAX_FAILURES)}
+   */
+  maxFailures?: number;
+  /**
+   * Told of a worker given up, with how many times in a row it died. Unset, a
+   * line on stderr says it. Once every worker is given up, the workers are
+   * stopped (`stop()` resolves false), and with `handleSignals` the process
+   * exits with code 1.
+   */
+  onGiveUp?: (worker: number, failures: number) => void;
+  /**
    * Seconds `stop()` gives the workers to drain before it kills them.
    * @default {30}
    */
   stopTimeout?: number;
   /**
    * On SIGTERM or SIGINT, stop the workers and exit the process (a second
-   * signal kills them at once). Off, call `stop()` yourself.
+   * signal kills them at once), and exit with code 1 once every worker has
+   * been given up (see `maxFailures`). Off, call `stop()` yourself.
    * @default {true}
    */
   handleSignals?: boolean;
@@ -155,6 +252,8 @@ export interface Workers {
   readonly pids: number[];
   /** Workers restarted so far. */
   readonly restarts: number;
+  /** Workers given up so far (see `maxFailures`): never started again. */
+  readonly givenUp: number;
   /**
    * Drains and stops every worker (SIGTERM; SIGKILL after `stopTimeout`) and
    * stops restarting them. Resolves once all have exited, with true if every
@@ -237,10 +336,12 @@ async function nodeStarter(): Promise<Start> {
 interface Slot {
   child: Running | undefined;
   startedAt: number;
+  /** Deaths in a row, each within HEALTHY_AFTER of the start before it. */
   attempts: number;
   timer: ReturnType<typeof setTimeout> | undefined;
   exited: Promise<void>;
   cleanExit: boolean;
+  givenUp: boolean;
 }
 
 function defaultRuntimeArgs(): string[] {
@@ -249,18 +350,88 @@ function defaultRuntimeArgs(): string[] {
     : [];
 }
 
+/** The few members of Deno's API that the checks below use. */
+interface DenoPermissions {
+  permissions: {
+    querySync(descriptor: { name: "run"; command: string }): {
+      state: "granted" | "denied" | "prompt";
+    };
+    requestSync(descriptor: { name: "run"; command: string }): {
+      state: "granted" | "denied" | "prompt";
+    };
+  };
+}
+
+/**
+ * Why the workers could not share a port, or could not be started, if that
+ * is known before starting one; undefined if it is not. Where the workers
+ * run another executable than this process, its version and flags are its
+ * own: a worker that cannot listen dies, and is given up (`maxFailures`).
+ */
+function workersProblem(
+  execPath: string,
+  runtimeArgs: string[],
+): WorkersUnavailableError | undefined {
+  const deno = (globalThis as { Deno?: DenoPermissions }).Deno;
+  const name = deno ? "Deno" : "Bun" in globalThis ? "Bun" : "Node.js";
+  const os = reusePortOsProblem(name, process.platform);
+  if (os) return new WorkersUnavailableError("os", `serveWorkers: ${os}`);
+  const sameRuntime = execPath === process.execPath;
+  if (!deno) {
+    const old = sameRuntime && name === "Node.js"
+      ? nodeReusePortProblem(process.versions.node)
+      : undefined;
+    return old === undefined ? undefined : new WorkersUnavailableError(
+      "runtime",
+      `serveWorkers: the workers cannot share a port: ${old}. Run one process per port instead`,
+    );
+  }
+  // Deno: the launcher starts the workers only with --allow-run (a prompt on
+  // a terminal may grant it, as it would for the start itself).
+  const run = { name: "run", command: execPath } as const;
+  let state = deno.permissions.querySync(run).state;
+  if (state === "prompt") state = deno.permissions.requestSync(run).state;
+  if (state !== "granted") {
+    return new WorkersUnavailableError(
+      "permission",
+      `serveWorkers: cannot start the workers: run access to ${execPath} is not granted; run the launcher with --allow-run`,
+    );
+  }
+  const unstable = runtimeArgs.some((arg) =>
+    arg === "--unstable-net" || arg === "--unstable"
+  );
+  if (sameRuntime && !unstable) {
+    return new WorkersUnavailableError(
+      "flag",
+      `serveWorkers: Deno workers need --unstable-net for reusePort, and runtimeArgs (${
+        runtimeArgs.join(" ")
+      }) lack it; add it (the default runtimeArgs have it)`,
+    );
+  }
+  return undefined;
+}
+
 /**
  * Starts `workers` processes of the server module `module`, restarts any that
- * dies, and (unless `handleSignals` is false) on SIGTERM or SIGINT drains
- * them and exits. The module should create its `Server` with
+ * dies (with backoff; one that keeps dying is given up after `maxFailures`
+ * deaths in a row), and (unless `handleSignals` is false) on SIGTERM or
+ * SIGINT drains them and exits. The module should create its `Server` with
  * `reusePort: true`, call {@linkcode stopOnSignal} (before `start()`, so a
  * signal that comes right after the port opens is handled), and may read its number
  * from the {@linkcode WORKER_ENV} environment variable.
+ *
+ * Before it starts anything it checks that the workers can share a port and
+ * that it may start them, and throws rather than start workers that could
+ * only fail: on a system other than Linux, on Node.js before 22.12 (23.1 on
+ * the 23 line), for Deno workers without `--unstable-net` in `runtimeArgs`,
+ * and in a Deno launcher without `--allow-run`.
  *
  * @param module The server module: a path or a `file:` URL.
  * @param options How many workers, their arguments, restarts and stopping.
  * @returns The running workers.
  * @throws {TypeError | RangeError} If an option is invalid; the message names it.
+ * @throws {WorkersUnavailableError} If the workers could not share a port or
+ *   could not be started here; nothing was started.
  *
  * @example
  * ```ts ignore
@@ -282,10 +453,25 @@ export function serveWorkers(
     "stopTimeout",
     options.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
   ) * 1000;
+  const maxFailures = checkCount(
+    "maxFailures",
+    options.maxFailures ?? DEFAULT_MAX_FAILURES,
+    true,
+  );
   const delay = options.restartDelay ?? restartDelay;
   if (typeof delay !== "function") {
     throw new TypeError(
       `Invalid restartDelay ${quote(delay)}: expected a function`,
+    );
+  }
+  const onGiveUp = options.onGiveUp ?? ((worker, failures) => {
+    console.error(
+      `serveWorkers: worker ${worker} died ${failures} times in a row, each within ${HEALTHY_AFTER} s of its start; not restarting it`,
+    );
+  });
+  if (typeof onGiveUp !== "function") {
+    throw new TypeError(
+      `Invalid onGiveUp ${quote(onGiveUp)}: expected a function`,
     );
   }
   let path: string;
@@ -299,15 +485,15 @@ export function serveWorkers(
     );
   }
   const execPath = options.execPath ?? process.execPath;
-  const argv = [
-    ...(options.runtimeArgs ?? defaultRuntimeArgs()),
-    path,
-    ...(options.args ?? []),
-  ];
+  const runtimeArgs = options.runtimeArgs ?? defaultRuntimeArgs();
+  const problem = workersProblem(execPath, runtimeArgs);
+  if (problem) throw problem;
+  const argv = [...runtimeArgs, path, ...(options.args ?? [])];
   const output = options.output ?? "inherit";
 
   let stopping: Promise<boolean> | undefined;
   let restarts = 0;
+  let givenUp = 0;
   const slots: Slot[] = [];
 
   // Deno starts workers at once; elsewhere node:child_process loads first.
@@ -320,25 +506,6 @@ export function serveWorkers(
     slot.timer = undefined;
     let done!: () => void;
     slot.exited = new Promise((resolve) => done = resolve);
-    const run = (start: Start) => {
-      if (stopping) return done();
-      slot.startedAt = performance.now();
-      let child: Running;
-      try {
-        child = start(execPath, argv, {
-          ...options.env,
-          [WORKER_ENV]: String(index),
-        }, output);
-      } catch {
-        // Cannot start at all (no such executable, no permission): a worker
-        // that died at once, restarted with backoff like any other.
-        return exited(null, null);
-      }
-      slot.child = child;
-      child.exited.then(({ code, signal }) => exited(code, signal));
-    };
-    if (starter) run(starter);
-    else loaded.then(() => run(starter!));
     const exited = (code: number | null, signal: string | null) => {
       slot.child = undefined;
       slot.cleanExit = code === 0;
@@ -349,9 +516,44 @@ export function serveWorkers(
       if (stopping) return;
       const lived = performance.now() - slot.startedAt;
       slot.attempts = lived >= HEALTHY_AFTER * 1000 ? 1 : slot.attempts + 1;
+      if (slot.attempts >= maxFailures) return giveUp(index);
       restarts++;
       slot.timer = setTimeout(() => launch(index), delay(slot.attempts));
     };
+    const run = (start: Start) => {
+      if (stopping) return done();
+      slot.startedAt = performance.now();
+      let child: Running;
+      try {
+        child = start(execPath, argv, {
+          ...options.env,
+          [WORKER_ENV]: String(index),
+        }, output);
+      } catch {
+        // Cannot start at all (no such executable): a worker that died at
+        // once, restarted with backoff like any other, then given up.
+        return exited(null, null);
+      }
+      slot.child = child;
+      child.exited.then(({ code, signal }) => exited(code, signal));
+    };
+    if (starter) run(starter);
+    else loaded.then(() => run(starter!));
+  };
+
+  const giveUp = (index: number) => {
+    const slot = slots[index];
+    slot.givenUp = true;
+    givenUp++;
+    try {
+      onGiveUp(index, slot.attempts);
+    } catch { /* a listener's failure must not stop the others */ }
+    if (slots.every((other) => other.givenUp)) {
+      // Nothing left to run: stop, so nothing keeps the launcher waiting.
+      stop().then(() => {
+        if (options.handleSignals ?? true) process.exit(1);
+      });
+    }
   };
 
   for (let i = 0; i < count; i++) {
@@ -362,10 +564,9 @@ export function serveWorkers(
       timer: undefined,
       exited: Promise.resolve(),
       cleanExit: false,
+      givenUp: false,
     });
-    launch(i);
   }
-
   const signals = ["SIGTERM", "SIGINT"];
   let onSignal: (() => void) | undefined;
   const stop = (): Promise<boolean> => {
@@ -397,7 +598,7 @@ export function serveWorkers(
       if (onSignal) {
         for (const signal of signals) process.off(signal, onSignal);
       }
-      return clean && slots.every((slot) => slot.cleanExit);
+      return clean && slots.every((slot) => slot.cleanExit && !slot.givenUp);
     })();
     return stopping;
   };
@@ -414,12 +615,19 @@ export function serveWorkers(
     for (const signal of signals) process.on(signal, onSignal);
   }
 
+  // Only now: a worker that cannot start at all is given up at once with
+  // maxFailures 1, and giving up the last one calls stop().
+  for (let i = 0; i < count; i++) launch(i);
+
   return {
     get pids() {
       return slots.flatMap((slot) => slot.child?.pid ?? []);
     },
     get restarts() {
       return restarts;
+    },
+    get givenUp() {
+      return givenUp;
     },
     stop,
     async [Symbol.asyncDispose]() {

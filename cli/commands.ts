@@ -21,7 +21,13 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { Server, type ServerSocket } from "../server.ts";
-import { serveWorkers } from "../workers.ts";
+import {
+  DEFAULT_MAX_FAILURES,
+  HEALTHY_AFTER,
+  serveWorkers,
+  type Workers,
+  WorkersUnavailableError,
+} from "../workers.ts";
 import { statsLine } from "./_stats.ts";
 import {
   runtimeTransport,
@@ -102,8 +108,9 @@ Options:
   --protocol <2|3>       wire protocol (default 3; 2 for @qtk/tcp-framework 2.x peers)
   --reply <text|@file>   answer every request with this text, or the bytes of file
   --workers <n>          run n server processes sharing the port (Linux; needs
-                         --port other than 0): restarted if they die, drained on
-                         Ctrl-C or SIGTERM. Deno also needs --allow-run --allow-env
+                         --port other than 0; Node.js 22.12 or later): restarted
+                         if they die, given up after ${DEFAULT_MAX_FAILURES} deaths in a row,
+                         drained on Ctrl-C or SIGTERM. Deno also needs --allow-run
   --reuse-port           share the port with other servers (SO_REUSEPORT; Linux,
                          and on Deno --unstable-net)
   --proxy-protocol       expect a PROXY protocol v1/v2 header on every
@@ -117,7 +124,8 @@ Options:
   -q, --quiet            log nothing on stderr
   -h, --help             show this help
 
-Exit codes: 0 stopped by a signal, 1 usage error, 2 cannot listen, 5 cannot read --reply file.
+Exit codes: 0 stopped by a signal, 1 usage error, 2 cannot listen (with --workers:
+cannot run workers here, or every worker kept dying), 5 cannot read --reply file.
 `;
 
 /** `tcp-framework serve`: an echo or fixed-reply server. */
@@ -287,34 +295,67 @@ async function serveWithWorkers(
     import.meta.url.endsWith(".js") ? "./main.js" : "./main.ts",
     import.meta.url,
   );
-  const workers = serveWorkers(main, {
-    workers: count,
-    args,
-    handleSignals: false,
-    onExit: (worker, code, signal) => {
-      if (!stopping) {
-        io.stderr(
-          `worker ${worker} exited (${signal ?? `code ${code}`}); restarting\n`,
-        ).catch(() => {});
-      }
-    },
-  });
   let stopping = false;
+  let givenUp = 0;
+  let allFailed = () => {};
+  const failed = new Promise<void>((resolve) => allFailed = resolve);
+  let workers: Workers;
+  try {
+    workers = serveWorkers(main, {
+      workers: count,
+      args,
+      handleSignals: false,
+      onExit: (worker, code, signal) => {
+        if (!stopping) {
+          io.stderr(`worker ${worker} exited (${signal ?? `code ${code}`})\n`)
+            .catch(() => {});
+        }
+      },
+      onGiveUp: (worker, failures) => {
+        io.stderr(
+          `worker ${worker} died ${failures} times in a row, each within ${HEALTHY_AFTER} s of its start; not restarting it\n`,
+        ).catch(() => {});
+        if (++givenUp === count) allFailed();
+      },
+    });
+  } catch (error) {
+    // Nothing was started: say why, as a server that cannot listen does.
+    if (!(error instanceof WorkersUnavailableError)) throw error;
+    throw new CliError(
+      ExitCode.CONNECTION,
+      `--workers cannot work here: ${
+        error.message.replace(/^serveWorkers: /, "")
+      }`,
+    );
+  }
   let stopInterrupts = () => {};
+  let interrupted = false;
   try {
     await io.stderr(
       `started ${count} workers on ${
         values.host ?? CLI_DEFAULT_HOST
       }:${port}\n`,
     );
-    await new Promise<void>((resolve) => {
-      stopInterrupts = io.onInterrupt(resolve);
-    });
+    await Promise.race([
+      failed,
+      new Promise<void>((resolve) => {
+        stopInterrupts = io.onInterrupt(() => {
+          interrupted = true;
+          resolve();
+        });
+      }),
+    ]);
   } finally {
     stopping = true;
     stopInterrupts();
   }
   const clean = await workers.stop();
+  if (!interrupted) {
+    throw new CliError(
+      ExitCode.CONNECTION,
+      `every worker died ${DEFAULT_MAX_FAILURES} times in a row; see their errors above`,
+    );
+  }
   await io.stderr(
     clean
       ? "all workers drained and stopped\n"

@@ -6,11 +6,20 @@ import assert from "node:assert/strict";
 import { runtime, test } from "./_harness.ts";
 import { HOST, sleep, until } from "./_helpers.ts";
 import { Client, Server } from "../mod.ts";
-import { restartDelay, serveWorkers } from "../workers.ts";
-import { runtimeExecutable, spawn } from "./_spawn.ts";
+import {
+  DEFAULT_MAX_FAILURES,
+  restartDelay,
+  serveWorkers,
+  type Workers,
+  WorkersUnavailableError,
+} from "../workers.ts";
+import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
 
 const WORKER = decodeURIComponent(
   new URL("./fixtures/echo_worker.mjs", import.meta.url).pathname,
+);
+const LAUNCHER = decodeURIComponent(
+  new URL("./fixtures/workers_launcher.mjs", import.meta.url).pathname,
 );
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -138,34 +147,68 @@ function process(): { kill(pid: number, signal: string): void } {
   };
 }
 
-test("tcp-framework serve --workers 2: both listen on the port, SIGTERM drains them and exits 0", async () => {
+const CLI = decodeURIComponent(
+  new URL(
+    import.meta.url.endsWith(".js") ? "../cli/main.js" : "../cli/main.ts",
+    import.meta.url,
+  ).pathname,
+);
+
+/**
+ * The flags of `deno task cli` (deno.json), before its module: what a user
+ * of the task from a checkout runs the tool with.
+ */
+async function denoTaskFlags(): Promise<string[]> {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  ) as { tasks: { cli: string } };
+  const words = config.tasks.cli.split(/\s+/);
+  assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
+  assert.equal(words.at(-1), "cli/main.ts");
+  return words.slice(2, -1);
+}
+
+/** Runs the tool (under Deno with `deno task cli`'s flags, or `flags`). */
+async function cli(args: string[], flags?: string[]): Promise<Child> {
+  return await spawn(
+    runtimeExecutable(),
+    runtime === "deno"
+      ? ["run", ...(flags ?? await denoTaskFlags()), CLI, ...args]
+      : [CLI, ...args],
+  );
+}
+
+/** The child's exit code, or undefined if it still runs after `ms`. */
+async function exitWithin(
+  child: Child,
+  ms: number,
+): Promise<number | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([child.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test("tcp-framework serve --workers 2 (under Deno, with deno task cli's flags): both listen on the port, SIGTERM drains them and exits 0", async () => {
   const problem = await reusePortProblem();
   if (problem) {
     console.log(`workers[${runtime}] CLI skipped: ${problem}`);
     return;
   }
-  const cli = decodeURIComponent(
-    new URL(
-      import.meta.url.endsWith(".js") ? "../cli/main.js" : "../cli/main.ts",
-      import.meta.url,
-    ).pathname,
-  );
   const port = await freePort();
-  const args = ["serve", "--workers", "2", "-p", String(port), "-q"];
-  const child = await spawn(
-    runtimeExecutable(),
-    runtime === "deno"
-      ? [
-        "run",
-        "--allow-net",
-        "--allow-read",
-        "--allow-run",
-        "--allow-env",
-        cli,
-        ...args,
-      ]
-      : [cli, ...args],
-  );
+  const child = await cli([
+    "serve",
+    "--workers",
+    "2",
+    "-p",
+    String(port),
+    "-q",
+  ]);
   try {
     await until(
       () =>
@@ -191,4 +234,208 @@ test("tcp-framework serve --workers 2: both listen on the port, SIGTERM drains t
     await child.kill();
   }
   assert.equal(await whoAnswers(port), undefined);
+});
+
+/**
+ * serveWorkers() where its workers cannot work: a refusal, thrown before a
+ * worker is started (or, on the old code, the workers it started, stopped).
+ */
+function refusal(options: Parameters<typeof serveWorkers>[1]): unknown {
+  let workers: Workers | undefined;
+  const exits: unknown[] = [];
+  try {
+    workers = serveWorkers(WORKER, {
+      workers: 2,
+      args: ["0", "--reuse-port"],
+      handleSignals: false,
+      output: "ignore",
+      onExit: (...exit) => exits.push(exit),
+      ...options,
+    });
+  } catch (error) {
+    assert.deepEqual(exits, [], "no worker was started");
+    return error;
+  }
+  // Started anyway: none may outlive the test.
+  const started = workers.pids.length;
+  return workers.stop().then(() => {
+    throw new Error(
+      `serveWorkers started ${started} workers where they cannot work`,
+    );
+  });
+}
+
+test("serveWorkers where the workers cannot share a port (Node.js before 22.12, Deno workers without --unstable-net): throws WorkersUnavailableError, starting nothing", async () => {
+  let checked = 0;
+  if (runtime === "node" && (await reusePortProblem()) !== undefined) {
+    const error = await refusal({});
+    assert.ok(error instanceof WorkersUnavailableError, String(error));
+    assert.equal(error.kind, "runtime");
+    assert.match(error.message, /Node\.js 22\.12 or later/);
+    checked++;
+  }
+  if (runtime === "deno") {
+    const error = await refusal({
+      runtimeArgs: ["run", "--allow-net", "--allow-read", "--allow-env"],
+    });
+    assert.ok(error instanceof WorkersUnavailableError, String(error));
+    assert.equal(error.kind, "flag");
+    assert.match(error.message, /--unstable-net/);
+    checked++;
+  }
+  if (checked === 0) {
+    console.log(
+      `workers[${runtime}] refusal skipped: the workers of this runtime can share a port here`,
+    );
+  }
+});
+
+test("serveWorkers in a Deno launcher without --allow-run: throws WorkersUnavailableError saying so, starting nothing", async () => {
+  if (runtime !== "deno") {
+    console.log(
+      `workers[${runtime}]: the --allow-run check skipped (Deno only)`,
+    );
+    return;
+  }
+  // Without --allow-run (nor --allow-env, which the workers have of their own).
+  const child = await spawn(runtimeExecutable(), [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    LAUNCHER,
+  ]);
+  try {
+    await child.closeStdin();
+    const line = await child.waitFor(/^(started|refused)/, 10_000);
+    assert.match(
+      line,
+      /^refused WorkersUnavailableError permission: .*--allow-run/,
+    );
+    assert.equal(await child.exited, 0, child.stderr());
+  } finally {
+    await child.kill();
+  }
+});
+
+test("serveWorkers: a worker that keeps dying is restarted with backoff, then given up after maxFailures deaths in a row", async () => {
+  const exits = new Map<number, number>();
+  const gaveUp: Array<[number, number]> = [];
+  const delays: number[] = [];
+  // A worker that dies as soon as it starts: sh, whatever the runtime.
+  const workers = serveWorkers(WORKER, {
+    workers: 2,
+    execPath: "/bin/sh",
+    runtimeArgs: ["-c", "exit 3"],
+    maxFailures: 3,
+    restartDelay: (attempt) => {
+      delays.push(attempt);
+      return 10 * attempt;
+    },
+    handleSignals: false,
+    output: "ignore",
+    onExit: (worker, code) => {
+      assert.equal(code, 3);
+      exits.set(worker, (exits.get(worker) ?? 0) + 1);
+    },
+    onGiveUp: (worker, failures) => gaveUp.push([worker, failures]),
+  });
+  let clean: boolean;
+  try {
+    await until(() => workers.givenUp === 2, 10_000, "both workers given up");
+  } finally {
+    clean = await workers.stop();
+  }
+  assert.deepEqual(gaveUp.sort(), [[0, 3], [1, 3]]);
+  assert.deepEqual([...exits].sort(), [[0, 3], [1, 3]]);
+  // Two restarts each, with the backoff of the first and second death.
+  assert.equal(workers.restarts, 4);
+  assert.deepEqual(delays.sort(), [1, 1, 2, 2]);
+  assert.deepEqual(workers.pids, []);
+  assert.equal(clean, false, "given-up workers are not a clean stop");
+  assert.equal(DEFAULT_MAX_FAILURES, 5);
+});
+
+test("tcp-framework serve --workers 2 where the workers cannot work (Node.js 20; Deno without --allow-run): exit 2 at once with the reason", async () => {
+  let child: Child | undefined;
+  let reason: RegExp | undefined;
+  if (runtime === "node" && (await reusePortProblem()) !== undefined) {
+    child = await cli([
+      "serve",
+      "--workers",
+      "2",
+      "-p",
+      String(await freePort()),
+    ]);
+    reason = /Node\.js 22\.12 or later/;
+  } else if (runtime === "deno") {
+    // `deno task cli` as it was: without --allow-run.
+    child = await cli(
+      ["serve", "--workers", "2", "-p", String(await freePort())],
+      ["--allow-net", "--allow-read", "--allow-write"],
+    );
+    reason = /--allow-run/;
+  } else {
+    console.log(
+      `workers[${runtime}] CLI refusal skipped: the workers of this runtime can share a port here`,
+    );
+    return;
+  }
+  try {
+    await child.closeStdin();
+    const code = await exitWithin(child, 10_000);
+    assert.equal(code, 2, `still running; stderr: ${child.stderr()}`);
+    assert.match(
+      child.stderr(),
+      /^tcp-framework: --workers cannot work here: /,
+    );
+    assert.match(child.stderr(), reason);
+    assert.doesNotMatch(child.stderr(), /started/);
+    assert.equal(child.stderr().trim().split("\n").length, 1);
+  } finally {
+    await child.kill();
+  }
+});
+
+test("tcp-framework serve --workers 2 on a port another program holds: every worker given up, exit 2", async () => {
+  const problem = await reusePortProblem();
+  if (problem) {
+    console.log(`workers[${runtime}] CLI give-up skipped: ${problem}`);
+    return;
+  }
+  // Listening without reusePort: no worker can join it.
+  await using holder = new Server({ host: HOST, port: 0 });
+  await holder.start();
+  const child = await cli([
+    "serve",
+    "--workers",
+    "2",
+    "-p",
+    String(holder.port),
+  ]);
+  try {
+    await child.closeStdin();
+    const code = await exitWithin(child, 15_000);
+    const stderr = child.stderr();
+    assert.equal(code, 2, `still running; stderr: ${stderr}`);
+    for (const worker of [0, 1]) {
+      assert.equal(
+        stderr.split(`worker ${worker} exited (code 2)`).length - 1,
+        DEFAULT_MAX_FAILURES,
+        stderr,
+      );
+      assert.match(
+        stderr,
+        new RegExp(
+          `worker ${worker} died ${DEFAULT_MAX_FAILURES} times in a row, .*not restarting it`,
+        ),
+      );
+    }
+    assert.match(stderr, /address in use/);
+    assert.match(
+      stderr,
+      /tcp-framework: every worker died 5 times in a row; see their errors above\n$/,
+    );
+  } finally {
+    await child.kill();
+  }
 });
