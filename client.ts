@@ -970,7 +970,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         (conn.withdrawn ??= new Set()).add(request.uuid);
       }
       request.sentOn = undefined;
-      if (--conn.inFlight === 0 && conn.leaving) this.#pool.leave(conn);
+      conn.inFlight--;
     }
     this.#pending.delete(request.uuid);
     this.#deadlines.remove(request);
@@ -984,6 +984,9 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       for (const waiter of this.#drainWaiters.splice(0)) waiter.resolve();
     }
     request.queued = undefined;
+    // Last: closing may report the connection lost at once (Bun), and what
+    // that does with pending requests must not find this one.
+    if (conn?.inFlight === 0 && conn.leaving) this.#pool.leave(conn);
   }
 
   /**
