@@ -10,6 +10,7 @@ import { runtime, test } from "./_harness.ts";
 import { HOST, sleep, until } from "./_helpers.ts";
 import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
 import { Client, Server } from "../mod.ts";
+import { readFileSync } from "node:fs";
 
 const WORKER = decodeURIComponent(
   new URL("./fixtures/echo_worker.mjs", import.meta.url).pathname,
@@ -245,4 +246,98 @@ test("HAProxy (mode tcp, send-proxy-v2, leastconn, PING health check) in front o
 
 test("HAProxy in front of two servers: one drained (SIGTERM: server.stop()) and restarted under load, 0 requests rejected", async () => {
   await underHaproxy("drain", true);
+});
+
+/**
+ * examples/haproxy.cfg itself, for two servers on this machine: the same
+ * file with only its addresses replaced (the frontend's bind and the
+ * servers'), and its check interval shortened from 1 s to 100 ms, so the
+ * test sees many checks in little time.
+ */
+function exampleConfig(listen: number, ports: number[]): string {
+  const file = new URL(
+    import.meta.url.endsWith(".js")
+      ? "../../examples/haproxy.cfg" // npm/tests → the checkout's examples
+      : "../examples/haproxy.cfg",
+    import.meta.url,
+  );
+  const text = readFileSync(file, "utf8");
+  const replaced = text
+    .replace(/^( *bind) :8212$/m, `$1 ${HOST}:${listen}`)
+    .replace(/^( *server app1) \S+$/m, `$1 ${HOST}:${ports[0]}`)
+    .replace(/^( *server app2) \S+$/m, `$1 ${HOST}:${ports[1]}`)
+    .replace(/ inter 1s /, " inter 100ms ");
+  for (const needed of [`${HOST}:${listen}`, ...ports.map(String), "100ms"]) {
+    assert.ok(
+      replaced.includes(needed),
+      `examples/haproxy.cfg changed: ${needed}`,
+    );
+  }
+  return replaced;
+}
+
+test("examples/haproxy.cfg starts under a file limit of 1024 (ulimit -n), and its health checks are quiet: closed and counted, never an exception", async () => {
+  const command = await findHaproxy();
+  if (command === undefined) {
+    console.log(
+      `haproxy[${runtime}] example skipped: haproxy is not installed (apt-get install haproxy)`,
+    );
+    return;
+  }
+  const exceptions: string[] = [];
+  const servers: Server[] = [];
+  for (let i = 0; i < 2; i++) {
+    const server = new Server({
+      host: HOST,
+      port: 0,
+      proxyProtocol: { trusted: ["127.0.0.0/8"] },
+    });
+    server.on("data", (socket, message) => socket.send(message));
+    server.on("exception", (_socket, error) => {
+      exceptions.push(`server ${i}: ${(error as Error)?.message ?? error}`);
+    });
+    servers.push(server);
+    await server.start();
+  }
+  const listen = await freePort();
+  const haproxy = await spawn("sh", [
+    "-c",
+    `ulimit -n 1024 && exec ${command} -db -f /dev/stdin <<'END'\n${
+      exampleConfig(listen, servers.map((server) => server.port))
+    }END\n`,
+  ]);
+  let client: Client | undefined;
+  try {
+    await haproxy.closeStdin();
+    // Three checks of each server: a connection with a LOCAL PROXY header
+    // and a PING, the echo, then HAProxy's reset.
+    await until(
+      () => servers.every((server) => server.stats().quietResets >= 3),
+      10_000,
+      "three quiet health checks of each server",
+    ).catch((error) => {
+      throw new Error(
+        `${error.message}: quietResets ${
+          servers.map((server) => server.stats().quietResets)
+        }, exceptions ${
+          JSON.stringify(exceptions)
+        }; haproxy said: ${haproxy.stderr()}`,
+      );
+    });
+    // HAProxy listens (it checked): a request through it is answered.
+    client = new Client({ host: HOST, port: listen });
+    const reply = await client.request(encoder.encode("through"), {
+      timeout: 5000,
+    });
+    assert.equal(decoder.decode(reply), "through");
+    const checks = servers.map((server) => server.stats().quietResets);
+    console.log(
+      `haproxy[${runtime}] example: ${checks} quiet health checks, ${exceptions.length} exceptions`,
+    );
+    assert.deepEqual(exceptions, []);
+  } finally {
+    await client?.close();
+    await haproxy.kill();
+    for (const server of servers) await server.stop();
+  }
 });
