@@ -355,6 +355,30 @@ test("serveWorkers: a worker that keeps dying is restarted with backoff, then gi
   assert.equal(DEFAULT_MAX_FAILURES, 5);
 });
 
+test("serveWorkers with its defaults: once every worker has been given up, a line on stderr for each and the launcher exits 1", async () => {
+  const child = await spawn(
+    runtimeExecutable(),
+    runtime === "deno"
+      ? ["run", "--allow-net", "--allow-read", "--allow-run", LAUNCHER, "dying"]
+      : [LAUNCHER, "dying"],
+  );
+  try {
+    await child.closeStdin();
+    const code = await exitWithin(child, 10_000);
+    assert.equal(code, 1, `still running; stderr: ${child.stderr()}`);
+    assert.equal(child.stdout(), "started\n");
+    const lines = child.stderr().trim().split("\n").sort();
+    assert.deepEqual(
+      lines,
+      [0, 1].map((worker) =>
+        `serveWorkers: worker ${worker} died ${DEFAULT_MAX_FAILURES} times in a row, each within 10 s of its start; not restarting it`
+      ),
+    );
+  } finally {
+    await child.kill();
+  }
+});
+
 test("tcp-framework serve --workers 2 where the workers cannot work (Node.js 20; Deno without --allow-run): exit 2 at once with the reason", async () => {
   let child: Child | undefined;
   let reason: RegExp | undefined;
