@@ -17,7 +17,8 @@ import { nearestKey } from "../_known_keys.ts";
 /**
  * The exit codes of the command-line tool, stable for scripts:
  * `OK` 0, `USAGE` 1 (bad command line), `CONNECTION` 2 (connection refused,
- * lost or failed, or the address cannot be bound), `TIMEOUT` 3 (no reply or no
+ * lost or failed, the address cannot be bound, or `serve --workers` cannot
+ * run its workers), `TIMEOUT` 3 (no reply or no
  * connection in time), `PROTOCOL` 4 (the peer sent bytes that are not valid
  * frames), `IO` 5 (a local file or stdin could
  * not be read or written). Exported by `cli/main.ts`.
@@ -34,7 +35,10 @@ export const ExitCode: {
   readonly OK: 0;
   /** Bad command line: unknown command or option, invalid value. */
   readonly USAGE: 1;
-  /** Connection refused, lost or failed, or the address cannot be bound. */
+  /**
+   * Connection refused, lost or failed, or the address cannot be bound; or
+   * `serve --workers` cannot run workers here, or every worker kept dying.
+   */
   readonly CONNECTION: 2;
   /** No reply (or no connection) within `--timeout`. */
   readonly TIMEOUT: 3;

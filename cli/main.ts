@@ -51,7 +51,8 @@ Run "tcp-framework <command> --help" for its options. Every command takes
 Exit codes:
   0  success
   1  usage error (unknown command or option, invalid value)
-  2  connection refused, lost or failed; or the address cannot be bound
+  2  connection refused, lost or failed; the address cannot be bound; or
+     serve --workers cannot run its workers, or every worker kept dying
   3  timeout: no reply (or no connection) within --timeout
   4  protocol error: the peer sent bytes that are not valid frames
   5  a local file (or stdin) could not be read or written
