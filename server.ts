@@ -761,15 +761,21 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         continue;
       }
       draining++;
-      // A client of this package closes by itself once its replies are in.
-      // A 3.x client never will: close it once idle.
-      if (connection.aware || framed.bufferedAmount > 0) continue;
+      if (framed.bufferedAmount > 0) continue;
+      // A client of this package says done-writing once it has sent all:
+      // closed then as soon as every message it sent is answered (replies
+      // to its send()s too, which it cannot wait for by itself), or once
+      // silent a while when some get no reply. Until then it is kept.
       const quiet = now - Math.max(framed.lastReceived, framed.lastSent);
-      if (
-        quiet >= LEGACY_IDLE_MS &&
-        (connection.dataIn <= connection.dataOut ||
-          quiet >= LEGACY_SILENT_MS)
-      ) {
+      const answered = connection.dataIn <= connection.dataOut;
+      if (connection.aware) {
+        if (
+          connection.doneWriting && (answered || quiet >= LEGACY_SILENT_MS)
+        ) framed.close();
+        continue;
+      }
+      // A 3.x client never says it is done: closed once idle.
+      if (quiet >= LEGACY_IDLE_MS && (answered || quiet >= LEGACY_SILENT_MS)) {
         framed.close();
       }
     }

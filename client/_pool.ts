@@ -50,6 +50,15 @@ export const HELLO_TIMEOUT_MS = 5000;
 export const SERVED_WHILE_MS = 3000;
 
 /**
+ * A leaving connection whose requests are settled closes once nothing has
+ * arrived on it for this long (or its server closed it, or `gracePeriod`
+ * ran out): replies to `send()`s, which the client does not track, arrive
+ * meanwhile. A server of this package closes it first, once it has answered
+ * every message it read.
+ */
+export const LEAVE_QUIET_MS = 1000;
+
+/**
  * The default reconnect delay: 200 ms before the first retry, as the Node.js
  * package waits, then doubling per failed attempt up to 5 s, with up to 20%
  * jitter taken off so that many clients do not retry in step.
@@ -105,6 +114,10 @@ export class Conn {
    */
   withdrawn: Set<string> | undefined;
   helloTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Checks when a leaving connection may close. */
+  leaveTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When it began to leave. */
+  leavingSince = 0;
   lastPing = performance.now();
 
   constructor(readonly framed: FramedConnection, readonly link: Link) {}
@@ -276,6 +289,7 @@ export class Pool {
       // One told to go away is on its way out already.
       if (!conn.link.retired || conn.leaving) continue;
       conn.leaving = true;
+      conn.leavingSince = performance.now();
       clearTimeout(conn.helloTimer);
       if (conn.inFlight === 0) this.leave(conn);
     }
@@ -304,10 +318,31 @@ export class Pool {
     }
   }
 
-  /** Closes a leaving connection, once nothing is due on it. */
+  /**
+   * Closes a leaving connection whose requests are settled, once quiet (see
+   * {@linkcode LEAVE_QUIET_MS}).
+   */
   leave(conn: Conn): void {
-    const grace = gracePeriod(this.#options.graceMs);
-    conn.framed.close(grace.over).finally(grace.end);
+    if (conn.framed.closed || conn.leaveTimer !== undefined) return;
+    const graceMs = this.#options.graceMs;
+    const check = () => {
+      conn.leaveTimer = undefined;
+      if (conn.framed.closed) return;
+      const now = performance.now();
+      conn.framed.stamp(now);
+      const quiet = now - conn.framed.lastReceived;
+      const waited = now - conn.leavingSince;
+      if (quiet >= LEAVE_QUIET_MS || waited >= graceMs || this.#closing) {
+        const grace = gracePeriod(graceMs);
+        conn.framed.close(grace.over).finally(grace.end);
+        return;
+      }
+      conn.leaveTimer = setTimeout(
+        check,
+        Math.min(LEAVE_QUIET_MS - quiet, graceMs - waited),
+      );
+    };
+    check();
   }
 
   /**
@@ -323,7 +358,10 @@ export class Pool {
       link.attemptAbort?.abort(reason);
     }
     await Promise.all(links.map((link) => link.connecting));
-    for (const conn of this.conns) clearTimeout(conn.helloTimer);
+    for (const conn of this.conns) {
+      clearTimeout(conn.helloTimer);
+      clearTimeout(conn.leaveTimer);
+    }
     clearInterval(this.#tickTimer);
     this.#tickTimer = undefined;
     if (this.conns.size === 0) return;
@@ -565,6 +603,7 @@ export class Pool {
   #lost(conn: Conn, error: unknown): void {
     if (!this.conns.delete(conn)) return;
     clearTimeout(conn.helloTimer);
+    clearTimeout(conn.leaveTimer);
     const link = conn.link;
     link.traffic.add(conn.framed);
     if (channels?.closed.hasSubscribers) {
@@ -610,6 +649,7 @@ export class Pool {
     // One whose server left the set is closing once settled already.
     const closingAlready = conn.leaving;
     conn.leaving = true;
+    if (!closingAlready) conn.leavingSince = performance.now();
     conn.doneWriting = true;
     try {
       conn.framed.send(controlFrame("done-writing", this.#protocol));
