@@ -85,6 +85,17 @@ export { DEFAULT_PROXY_HEADER_TIMEOUT };
 /** How often draining connections are looked at (deadline, idleness). */
 const DRAIN_TICK_MS = 25;
 /**
+ * The pace of `stop()`'s notices: a server with few connections tells them
+ * all at once, one with many spreads them (up to `drainSpread`).
+ * @example `DRAIN_NOTICES_PER_SECOND === 100`
+ */
+export const DRAIN_NOTICES_PER_SECOND = 100;
+/**
+ * Default of `drainSpread`, in seconds.
+ * @example `DEFAULT_DRAIN_SPREAD === 5`
+ */
+export const DEFAULT_DRAIN_SPREAD = 5;
+/**
  * A draining 3.x peer (which never says it is done) is closed once no frame
  * has gone either way for this long, with as many replies sent as requests
  * read...
@@ -151,6 +162,15 @@ export interface ServerOptions extends ConnectionOptions {
    */
   maxConnectionAge?: number;
   /**
+   * Seconds over which `stop()` spreads its `going-away` notices, at most
+   * {@linkcode DRAIN_NOTICES_PER_SECOND} a second (so a few connections are
+   * all told at once, 300 over 3 s), and never past half the
+   * `gracePeriod`: the clients then reconnect elsewhere in a stream, not a
+   * herd.
+   * @default {5}
+   */
+  drainSpread?: number;
+  /**
    * Serve TLS with this certificate chain and private key (PEM strings), using
    * the runtime's own TLS; plain TCP without it. Each connection is handed
    * over (and counted) before its handshake, so the silence `timeout` also
@@ -190,6 +210,7 @@ const SERVER_OPTIONS: Record<keyof ServerOptions, true> = {
   port: true,
   maxConnections: true,
   maxConnectionAge: true,
+  drainSpread: true,
   tls: true,
   proxyProtocol: true,
   reusePort: true,
@@ -425,6 +446,11 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #tickClock: TickClock | undefined;
   #stopping: Promise<void> | undefined;
   readonly #maxAgeMs: number | undefined;
+  readonly #drainSpreadMs: number;
+  /** stop()'s notices not sent yet, and when the next is due. */
+  #notices: Connection[] = [];
+  #noticeAt = 0;
+  #noticeEveryMs = 0;
   readonly #protocol: ProtocolVersion;
   /** While stopping: when the grace period of `stop()` runs out. */
   #stopDeadline: number | undefined;
@@ -487,6 +513,10 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       options.maxConnectionAge ?? Infinity,
     );
     this.#maxAgeMs = Number.isFinite(maxAge) ? maxAge * 1000 : undefined;
+    this.#drainSpreadMs = checkSeconds(
+      "drainSpread",
+      options.drainSpread ?? DEFAULT_DRAIN_SPREAD,
+    ) * 1000;
     if (this.#proxy && this.#tls) {
       throw new TypeError(
         "Invalid proxyProtocol with tls: the PROXY header comes before the TLS handshake, which the runtime's TLS performs; terminate TLS at the proxy",
@@ -719,9 +749,18 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     // whatever the client had written on it with it).
     await listener.close();
     this.#stopDeadline = deadline;
-    for (const connection of this.#connections) {
-      this.#drain(connection, deadline);
-    }
+    // The notices go out at a pace, over at most drainSpread (and half the
+    // grace period, so the last told still have time to finish).
+    const count = this.#connections.size;
+    const spreadMs = Math.min(
+      (count - 1) * 1000 / DRAIN_NOTICES_PER_SECOND,
+      this.#drainSpreadMs,
+      this.#graceMs / 2,
+    );
+    this.#notices = Array.from(this.#connections);
+    this.#noticeAt = performance.now();
+    this.#noticeEveryMs = count > 1 ? Math.max(0, spreadMs) / (count - 1) : 0;
+    this.#sendNotices(performance.now());
     if (this.#connections.size > 0) {
       await new Promise<void>((resolve) => this.#emptied = resolve);
     }
@@ -729,6 +768,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     this.#timer = undefined;
     clearInterval(this.#drainTimer);
     this.#drainTimer = undefined;
+    this.#notices = [];
     this.#stopDeadline = undefined;
     this.#listener = undefined;
     this[emit]("stopped");
@@ -749,9 +789,24 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     this.#drainTimer ??= setInterval(() => this.#drainTick(), DRAIN_TICK_MS);
   }
 
+  /** Tells the connections whose turn has come to go away. */
+  #sendNotices(now: number): void {
+    const notices = this.#notices;
+    let told = 0;
+    while (told < notices.length && this.#noticeAt <= now) {
+      this.#drain(notices[told++], this.#stopDeadline!);
+      this.#noticeAt += this.#noticeEveryMs;
+    }
+    if (told > 0) notices.splice(0, told);
+    if (notices.length > 0) {
+      this.#drainTimer ??= setInterval(() => this.#drainTick(), DRAIN_TICK_MS);
+    }
+  }
+
   #drainTick(): void {
     const now = performance.now();
-    let draining = 0;
+    if (this.#notices.length > 0) this.#sendNotices(now);
+    let draining = this.#notices.length;
     for (const connection of this.#connections) {
       if (!connection.draining || connection.closed) continue;
       const framed = connection.framed;

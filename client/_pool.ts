@@ -59,6 +59,13 @@ export const SERVED_WHILE_MS = 3000;
 export const LEAVE_QUIET_MS = 1000;
 
 /**
+ * A connection told to go away after serving a while is replaced after a
+ * random delay up to this long: the clients of a server that stops do not
+ * all land on the next one in the same instant.
+ */
+export const RETURN_JITTER_MS = 200;
+
+/**
  * The default reconnect delay: 200 ms before the first retry, as the Node.js
  * package waits, then doubling per failed attempt up to 5 s, with up to 20%
  * jitter taken off so that many clients do not retry in step.
@@ -657,7 +664,7 @@ export class Pool {
     clearTimeout(conn.helloTimer);
     const link = conn.link;
     if (link.conn === conn) this.#unready(link);
-    // Its successor, at once if this one served a while, else after the
+    // Its successor, soon (a jitter of RETURN_JITTER_MS) if this one served a while, else after the
     // backoff: a server that sends every connection away (a tiny
     // maxConnectionAge) must not get a connection storm. Without reconnect,
     // what is sent from now on waits in the queue.
@@ -666,8 +673,12 @@ export class Pool {
       link.conn === undefined && link.connecting === undefined &&
       link.reconnectTimer === undefined
     ) {
-      if (this.#forgetBackoff(conn)) this.#connect(link);
-      else this.#scheduleReconnect(link);
+      if (this.#forgetBackoff(conn)) {
+        link.reconnectTimer = setTimeout(
+          () => this.#connect(link),
+          Math.random() * RETURN_JITTER_MS,
+        );
+      } else this.#scheduleReconnect(link);
     }
     if (conn.inFlight === 0 && !closingAlready) this.leave(conn);
   }
