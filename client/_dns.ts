@@ -69,27 +69,26 @@ export function parseDnsTarget(label: string, entry: string): DnsTarget {
   return { text: entry, nameServer, name, port };
 }
 
+/** A record with its TTL, in seconds, as node:dns gives it. */
+interface TtlRecord {
+  address: string;
+  ttl: number;
+}
+
+/** `resolve4` or `resolve6` with `{ ttl: true }`. */
+type ResolveWithTtl = (
+  name: string,
+  options: { ttl: true },
+  callback: (error: Error | null, records: TtlRecord[]) => void,
+) => void;
+
 /** The part of node:dns used here. */
 interface DnsModule {
   Resolver: new (options?: { timeout?: number; tries?: number }) => {
     setServers(servers: string[]): void;
     cancel(): void;
-    resolve4(
-      name: string,
-      options: { ttl: true },
-      callback: (
-        error: Error | null,
-        records: Array<{ address: string; ttl: number }>,
-      ) => void,
-    ): void;
-    resolve6(
-      name: string,
-      options: { ttl: true },
-      callback: (
-        error: Error | null,
-        records: Array<{ address: string; ttl: number }>,
-      ) => void,
-    ): void;
+    resolve4: ResolveWithTtl;
+    resolve6: ResolveWithTtl;
   };
   lookup(
     name: string,
@@ -143,7 +142,7 @@ export const resolveDns: Resolve = async (target, signal) => {
     }
   }
   const query = (family: 4 | 6) =>
-    new Promise<Array<{ address: string; ttl: number }>>((resolve, reject) =>
+    new Promise<TtlRecord[]>((resolve, reject) =>
       (family === 4 ? resolver.resolve4 : resolver.resolve6).call(
         resolver,
         target.name,

@@ -37,7 +37,6 @@ export function next<T extends unknown[] = unknown[]>(
   });
 }
 
-/** Resolves after `ms` milliseconds. */
 /**
  * A payload whose every byte depends on its position (and on `seed`), so a
  * byte copied to the wrong place, or from the wrong payload, shows.
@@ -67,6 +66,21 @@ export function assertSameBytes(
   }
 }
 
+/**
+ * A port nothing listens on: bound a moment ago on 127.0.0.1, then released
+ * (connects to it are refused).
+ */
+export async function freePort(): Promise<number> {
+  const listener = await runtimeTransport().listen(
+    { hostname: HOST, port: 0 },
+    () => ({ received() {}, ended() {} }),
+  );
+  const port = listener.addr.port;
+  await listener.close();
+  return port;
+}
+
+/** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

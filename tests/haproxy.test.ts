@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { runtime, test } from "./_harness.ts";
-import { HOST, sleep, until } from "./_helpers.ts";
+import { freePort, HOST, sleep, until } from "./_helpers.ts";
 import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
 import { Client, Server } from "../mod.ts";
 import { readFileSync } from "node:fs";
@@ -41,15 +41,6 @@ async function findHaproxy(): Promise<string | undefined> {
     } catch { /* not there: try the next */ }
   }
   return undefined;
-}
-
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const probe = new Server({ host: HOST, port: 0 });
-  await probe.start();
-  const port = probe.port;
-  await probe.stop();
-  return port;
 }
 
 /** Starts an echo_worker with the PROXY protocol on `port` (0: any). */

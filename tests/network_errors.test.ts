@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { runtime, test } from "./_harness.ts";
-import { HOST, next } from "./_helpers.ts";
+import { freePort, HOST, next } from "./_helpers.ts";
 import { Client, ClosedError, NetworkError, Server } from "../mod.ts";
 import { runtimeTransport } from "../transport/mod.ts";
 import { spawn } from "./_spawn.ts";
@@ -12,17 +12,6 @@ import { spawn } from "./_spawn.ts";
 const RESET_PEER = decodeURIComponent(
   new URL("./fixtures/reset_peer.cjs", import.meta.url).pathname,
 );
-
-/** A port nothing listens on (it was bound a moment ago, then released). */
-async function freePort(): Promise<number> {
-  const listener = await runtimeTransport().listen(
-    { hostname: HOST, port: 0 },
-    () => ({ received() {}, ended() {} }),
-  );
-  const port = listener.addr.port;
-  await listener.close();
-  return port;
-}
 
 function assertNetworkError(
   error: unknown,

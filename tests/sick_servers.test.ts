@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
-import { HOST, sleep, until } from "./_helpers.ts";
+import { freePort, HOST, sleep, until } from "./_helpers.ts";
 import { silentServer } from "./_silent.ts";
 import {
   Client,
@@ -123,15 +123,6 @@ test("a server that sends every connection away is reconnected to with a growing
   }
 });
 
-/** A port that was free a moment ago: connects to it are refused. */
-async function closedPort(): Promise<number> {
-  const probe = new Server({ host: HOST, port: 0 });
-  await probe.start();
-  const port = probe.port;
-  await probe.stop();
-  return port;
-}
-
 /**
  * Servers that drop the connection as soon as they read a DATA frame, as a
  * process that crashes on that message would; `runs` counts the frames read.
@@ -158,7 +149,7 @@ async function killers(count: number) {
 }
 
 test("with reconnect off, a request that nothing can carry rejects at once with the connection's error", async () => {
-  const port = await closedPort();
+  const port = await freePort();
   const client = new Client({ host: HOST, port, reconnect: false });
   client.on("exception", () => {});
   try {
@@ -196,7 +187,7 @@ test("with reconnect off, a request that nothing can carry rejects at once with 
 });
 
 test("a queued request that times out says why nothing took it: its cause is the last connection error", async () => {
-  const port = await closedPort();
+  const port = await freePort();
   const client = new Client({ host: HOST, port });
   client.on("exception", () => {});
   try {

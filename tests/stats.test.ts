@@ -1,16 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
-import { HOST, next, RawSocket, until } from "./_helpers.ts";
+import { freePort, HOST, next, RawSocket, until } from "./_helpers.ts";
 import { BufferFullError, Client, Server, TimeoutError } from "../mod.ts";
-
-/** A port nothing listens on: one a server had and gave back. */
-async function closedPort(): Promise<number> {
-  const server = new Server({ host: HOST, port: 0 });
-  await server.start();
-  const port = server.port;
-  await server.stop();
-  return port;
-}
 
 test("stats: messages and bytes each way, per connection and per server", async () => {
   await using server = new Server({ host: HOST, port: 0 });
@@ -107,7 +98,7 @@ test("stats: refusals, timeouts and protocol errors", async () => {
 });
 
 test("stats: a client's queue, refusals, request timeouts, connect failures and reconnects", async () => {
-  const port = await closedPort();
+  const port = await freePort();
   const client = new Client({
     host: HOST,
     port,
@@ -145,7 +136,7 @@ test("stats: a client over several servers has an entry per server", async () =>
     await server.start();
     return server;
   }));
-  const down = await closedPort();
+  const down = await freePort();
   const client = new Client({
     servers: [...servers.map((s) => `${HOST}:${s.port}`), `${HOST}:${down}`],
     shuffle: false,

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { runtime, test } from "./_harness.ts";
-import { HOST, sleep, until } from "./_helpers.ts";
+import { freePort, HOST, sleep, until } from "./_helpers.ts";
 import { Client, Server } from "../mod.ts";
 import {
   DEFAULT_MAX_FAILURES,
@@ -35,15 +35,6 @@ async function reusePortProblem(): Promise<string | undefined> {
   } finally {
     await probe.stop();
   }
-}
-
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const probe = new Server({ host: HOST, port: 0 });
-  await probe.start();
-  const port = probe.port;
-  await probe.stop();
-  return port;
 }
 
 interface Reply {
