@@ -15,6 +15,8 @@ import {
   BufferFullError,
   Client,
   ClosedError,
+  NetworkError,
+  ProtocolError,
   Server,
   type ServerSocket,
   TimeoutError,
@@ -98,6 +100,19 @@ async function chaos(name: string, faults: Faults, seed: number) {
       reply();
     }
   });
+  // The faults make exceptions on both ends: each must be one of the typed
+  // errors, never something else (they are counted, and said in the line).
+  const exceptions: Record<string, number> = {};
+  const untypedExceptions: unknown[] = [];
+  const noteException = (error: unknown) => {
+    const name = (error as Error)?.name ?? String(error);
+    exceptions[name] = (exceptions[name] ?? 0) + 1;
+    if (
+      !(error instanceof ProtocolError) && !(error instanceof NetworkError) &&
+      !(error instanceof TimeoutError) && !(error instanceof ClosedError)
+    ) untypedExceptions.push(error);
+  };
+  server.on("exception", (_socket, error) => noteException(error));
   await server.start();
   const proxy = await FaultProxy.start({ hostname: HOST, port: server.port }, {
     seed,
@@ -113,6 +128,7 @@ async function chaos(name: string, faults: Faults, seed: number) {
   });
   let connects = 0;
   client.on("connected", () => connects++);
+  client.on("exception", noteException);
   const answered = new Set<number>();
   const tally: Tally = {
     sent: 0,
@@ -232,10 +248,11 @@ async function chaos(name: string, faults: Faults, seed: number) {
       JSON.stringify(tally.byError)
     }, corrupted ${tally.corrupted}, duplicated ${tally.duplicated}, late ${tally.lateReplies}, max overshoot ${
       tally.maxOvershootMs.toFixed(0)
-    } ms; send(): ${seq} sent, ${delivered} delivered, ${sendRefused} refused; client connects ${connects}; proxy ${
-      JSON.stringify(proxy.stats)
-    }`,
+    } ms; send(): ${seq} sent, ${delivered} delivered, ${sendRefused} refused; client connects ${connects}; exceptions ${
+      JSON.stringify(exceptions)
+    }; proxy ${JSON.stringify(proxy.stats)}`,
   );
+  assert.deepEqual(untypedExceptions, []);
   assert.equal(tally.answered + tally.rejected + tally.corrupted, tally.sent);
   assert.equal(tally.corrupted, 0);
   assert.equal(tally.duplicated, 0);
@@ -287,6 +304,9 @@ test("chaos: a stalled direction ends in a timeout and a reconnect, not a hang",
     timeout: 0.3,
     reconnect: () => 10,
   });
+  // The stall is reported as the connection's silence.
+  const exceptions: unknown[] = [];
+  client.on("exception", (error) => exceptions.push(error));
   try {
     await until(() => client.connected, 3000, "the first connection");
     // From now on, whatever the server sends is held for 10 s.
@@ -299,6 +319,12 @@ test("chaos: a stalled direction ends in a timeout and a reconnect, not a hang",
     const timedOut = await client.request(new Uint8Array([1]), {
       timeout: 5000,
     }).catch((error) => error);
+    assert.ok(
+      exceptions.some((error) =>
+        error instanceof TimeoutError && /silent/.test(error.message)
+      ),
+      `exceptions: ${exceptions}`,
+    );
     assert.ok(timedOut instanceof ClosedError, String(timedOut));
     assert.ok(closed >= 1);
     await until(() => client.connected, 3000, "a reconnect");

@@ -14,6 +14,7 @@ import {
   throwIfAborted,
   untilAborted,
 } from "./_shared.ts";
+import { NetworkError } from "../errors.ts";
 
 // The few members of Bun's socket API this adapter uses; declared here so the
 // module type-checks without Bun's type package.
@@ -84,15 +85,26 @@ class BunConnection implements TransportConnection {
   }
 
   write(bytes: Uint8Array): Promise<void> | undefined {
-    if (this.#closing) return Promise.reject(new Error("Socket is closed"));
+    if (this.#closing) return Promise.reject(this.#closedError());
     const count = this.#socket.write(bytes);
     if (count === bytes.length) return undefined;
-    if (count < 0) return Promise.reject(new Error("Socket is closed"));
+    if (count < 0) return Promise.reject(this.#closedError());
     // Bun does not buffer what the kernel did not take: keep it for `drain`.
     this.#unwritten = bytes.subarray(count);
     return new Promise<void>((resolve, reject) => {
       this.#written = resolve;
       this.#writeFailed = reject;
+    });
+  }
+
+  /**
+   * A write on a socket Bun has closed (it returns -1, or closed it while a
+   * write waited): the peer's close, in the words the other runtimes use
+   * (EPIPE), not a bare Error.
+   */
+  #closedError(): Error {
+    return new NetworkError("connection", this.remoteAddr, "EPIPE", {
+      cause: new Error("Socket is closed"),
     });
   }
 
@@ -119,7 +131,7 @@ class BunConnection implements TransportConnection {
     this.#closing = true;
     const failed = this.#writeFailed;
     this.#unwritten = this.#written = this.#writeFailed = undefined;
-    failed?.(new Error("Socket closed before the write completed"));
+    failed?.(this.#closedError());
     const failure = error ?? this.failure;
     const reported = failure === undefined
       ? undefined
