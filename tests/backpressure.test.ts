@@ -15,7 +15,13 @@ import {
 } from "./_silent.ts";
 import { encodeFrame, SIGN_DATA } from "../codec.ts";
 import { controlFrame } from "../_control.ts";
-import { BufferFullError, Client, Server, type ServerSocket } from "../mod.ts";
+import {
+  BufferFullError,
+  Client,
+  NetworkError,
+  Server,
+  type ServerSocket,
+} from "../mod.ts";
 import { DEFAULT_MAX_BUFFERED_BYTES } from "../server.ts";
 
 const MiB = 1024 * 1024;
@@ -70,6 +76,10 @@ test("server to a client that stops reading: send refuses past maxBufferedBytes,
     port: 0,
     maxBufferedBytes: limit,
   });
+  // None while the peer only stops reading; its close at the end may cut a
+  // write (EPIPE), which is fine.
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
   await server.start();
   const connected = next<[ServerSocket]>(server, "connected");
   const peer = await silentClient(server.port);
@@ -108,6 +118,7 @@ test("server to a client that stops reading: send refuses past maxBufferedBytes,
     );
     send(new Uint8Array(16)); // room again
     await socket.drained();
+    assert.deepEqual(exceptions, []);
   } finally {
     await peer.close();
   }
@@ -154,6 +165,10 @@ test("client to a server that stops reading: send and request refuse past maxBuf
 
 test("memory stays bounded while a server keeps sending to a peer that never reads (default limit)", async () => {
   await using server = new Server({ host: HOST, port: 0 });
+  // None while the peer does not read; when it closes with megabytes unsent
+  // to it, the reset is an exception (bytes were owed), a NetworkError.
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
   await server.start();
   const connected = next<[ServerSocket]>(server, "connected");
   const peer = await silentClient(server.port);
@@ -198,9 +213,11 @@ test("memory stays bounded while a server keeps sending to a peer that never rea
     assert.ok(refused > 900, `only ${refused} of 1000 sends refused`);
     // What the framework holds is the limit; the rest went to the kernel.
     assert.ok(accepted * SIZE <= DEFAULT_MAX_BUFFERED_BYTES + 64 * MiB);
+    assert.equal(exceptions.length, 0, String(exceptions));
   } finally {
     await peer.close();
   }
+  for (const error of exceptions) assert.ok(error instanceof NetworkError);
 });
 
 // Under Deno the server reads a connection again only once its answers to the
