@@ -143,6 +143,8 @@ export class FramedConnection implements ConnectionHandler {
   bufferFull = 0;
   /** Input that was not a frame (0 or 1: the connection closes on it). */
   protocolErrors = 0;
+  /** Control messages received out of their moment, and ignored. */
+  controlIgnored = 0;
 
   readonly #transport: TransportConnection;
   readonly #events: FramedConnectionEvents;

@@ -15,6 +15,7 @@ export class TrafficTotals {
   pingsOut = 0;
   protocolErrors = 0;
   bufferFull = 0;
+  controlIgnored = 0;
 
   /** Adds a connection's counters (when it closes). */
   add(framed: FramedConnection): void {
@@ -26,6 +27,7 @@ export class TrafficTotals {
     this.pingsOut += framed.pingsOut;
     this.protocolErrors += framed.protocolErrors;
     this.bufferFull += framed.bufferFull;
+    this.controlIgnored += framed.controlIgnored;
   }
 
   /** These totals plus the open `connections`, as `TrafficStats`. */
@@ -49,6 +51,7 @@ export class TrafficTotals {
     this.pingsOut += other.pingsOut;
     this.protocolErrors += other.protocolErrors;
     this.bufferFull += other.bufferFull;
+    this.controlIgnored += other.controlIgnored;
   }
 
   #traffic(bufferedBytes: number): TrafficStats {
@@ -61,6 +64,7 @@ export class TrafficTotals {
       pingsOut: this.pingsOut,
       protocolErrors: this.protocolErrors,
       bufferFull: this.bufferFull,
+      controlIgnored: this.controlIgnored,
       bufferedBytes,
     };
   }

@@ -330,7 +330,10 @@ class Connection implements ServerSocket {
   proxyHeader: ProxyHeader | undefined;
   /** The peer asked `hello`: it will answer `going-away` with `done-writing`. */
   aware = false;
-  /** The peer said `done-writing`: every frame it wrote has been read. */
+  /**
+   * The peer said `done-writing` once told to go away: every frame it wrote
+   * has been read.
+   */
   doneWriting = false;
   /** Told `going-away`; closed when its peer is done or at `drainDeadline`. */
   draining = false;
@@ -974,13 +977,24 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     if (frame.sign === SIGN_PING) {
       const control = controlKind(frame.uuid, this.#protocol);
       let answer: Frame | undefined = frame;
-      if (control === "hello") {
-        connection.aware = true;
-        answer = controlFrame("hello-ack", this.#protocol);
-      } else if (control !== undefined) {
-        // done-writing; a client has no business sending the server's notices.
-        if (control === "done-writing") connection.doneWriting = true;
+      if (control !== undefined) {
+        // Each counts only in its moment (PROTOCOL.md): hello as the first
+        // frame; done-writing from a client that said hello, once told to go
+        // away. Anything else (a client has no business sending the server's
+        // notices) is ignored and counted: it is not answered, and it earns
+        // no exemption from the silence timeout or the header deadline.
         answer = undefined;
+        if (control === "hello" && connection.framed.framesIn === 1) {
+          connection.aware = true;
+          answer = controlFrame("hello-ack", this.#protocol);
+        } else if (
+          control === "done-writing" && connection.draining &&
+          connection.aware && !connection.doneWriting
+        ) {
+          connection.doneWriting = true;
+        } else {
+          connection.framed.controlIgnored++;
+        }
       }
       if (answer === undefined) return;
       try {
@@ -1030,9 +1044,13 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this.#drain(connection, now + this.#graceMs);
       }
       const silent = silence(framed, now, late, timeoutMs);
-      // A client that said done-writing sends nothing more, by promise: its
-      // silence is not a failure (the drain's deadline bounds it).
-      if (silent && !connection.doneWriting) {
+      // A draining client that said done-writing sends nothing more, by
+      // promise: its silence is not a failure (the drain's deadline bounds
+      // it). A header it left incomplete still is.
+      if (
+        silent &&
+        !(connection.doneWriting && framed.headerSince === undefined)
+      ) {
         this.#timeouts++;
         this[emit]("exception", connection, silent);
         framed.close();

@@ -53,6 +53,12 @@ export interface TrafficStats {
   protocolErrors: number;
   /** Sends refused with `BufferFullError`. */
   bufferFull: number;
+  /**
+   * Control messages received out of their moment (a `done-writing` on a
+   * connection that was not told to go away, a second `hello`, a server's
+   * notice from a client): ignored, unanswered, and counted here.
+   */
+  controlIgnored: number;
   /** Now: bytes accepted by `send` and not yet taken by the runtime. */
   bufferedBytes: number;
 }

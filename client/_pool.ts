@@ -731,6 +731,7 @@ export class Pool {
       else if (
         !conn.greeted && (kind === "hello-ack" || kind === "hello")
       ) this.#greeted(conn);
+      else if (kind !== undefined) conn.framed.controlIgnored++;
       return;
     }
     // A server that speaks first is there too.
