@@ -344,6 +344,10 @@ const fmt = {
     n >= 10_000 ? `${(n / 1000).toFixed(1)} ms` : `${n.toFixed(0)} µs`,
   ratio: (n: number) => n.toFixed(2),
   pct: (n: number) => `${(n * 100).toFixed(0)}%`,
+  // The server's CPU time per message: where the cost lives, whatever the
+  // load generator or the machine's other work could do to msg/s.
+  cpuPerMessage: (cpu: number, perSecond: number) =>
+    perSecond > 0 ? `${(cpu * 1e6 / perSecond).toFixed(2)} µs` : "–",
 };
 
 function table(
@@ -397,6 +401,7 @@ function serverTable(
     "MB/s",
     "p50 / p99",
     "CPU load / server",
+    "server CPU / msg",
     "× raw",
     "× Node.js 2.0.10",
   ];
@@ -419,6 +424,7 @@ function serverTable(
           fmt.mb(summary.megabytesPerSecond),
           `${fmt.us(summary.p50us)} / ${fmt.us(summary.p99us)}`,
           `${fmt.pct(summary.loadCpu)} / ${fmt.pct(summary.serverCpu)}`,
+          fmt.cpuPerMessage(summary.serverCpu, summary.messagesPerSecond),
           toRaw === undefined ? "–" : fmt.ratio(toRaw),
           toNode === undefined ? "–" : fmt.ratio(toNode),
         ].join(" | ")
