@@ -131,6 +131,9 @@ if (existsSync(join(root, "tools", "node_modules"))) {
 for (const name of ["README.md", "LICENSE", "PROTOCOL.md"]) {
   cpSync(join(root, name), join(out, name));
 }
+// The guides, whose code tests/docs.test.ts runs against this build (beside
+// README.md, as in the repository). Not part of the package ("files").
+cpSync(join(root, "docs"), join(out, "docs"), { recursive: true });
 
 // The command-line tool as the package's `bin`: `npx tcp-framework --help`.
 // A wrapper of its own, because cli/main.js runs itself only when it is the
