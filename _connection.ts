@@ -18,6 +18,7 @@ import { BufferFullError, ClosedError, NetworkError } from "./errors.ts";
 import { takePayload } from "./message.ts";
 import type {
   ConnectionHandler,
+  PeerCertificate,
   TransportConnection,
 } from "./transport/transport.ts";
 import { networkError } from "./transport/_shared.ts";
@@ -102,6 +103,8 @@ interface FramedConnectionEvents {
    * PINGs, and resets): nothing was lost, and an owner may treat it as an end.
    */
   closed(error: unknown, quietReset: boolean): void;
+  /** TLS: the handshake succeeded; `peerCertificate` is set (see `secured`). */
+  secured?(): void;
 }
 
 /** Whether `error` is the peer resetting the connection (TCP RST). */
@@ -239,6 +242,11 @@ export class FramedConnection implements ConnectionHandler {
 
   get remoteAddr() {
     return this.#transport.remoteAddr;
+  }
+
+  /** With TLS, the certificate the peer presented, once the handshake is done. */
+  get peerCertificate(): PeerCertificate | undefined {
+    return this.#transport.peerCertificate;
   }
 
   /** Bytes accepted by `send` and not yet taken by the runtime. */
@@ -439,6 +447,10 @@ export class FramedConnection implements ConnectionHandler {
     }
     this.#readInto = "buffer";
     return this.#readBuffer ??= new Uint8Array(MIN_BORROW_READ);
+  }
+
+  secured(): void {
+    this.#events.secured?.();
   }
 
   progressed(): void {

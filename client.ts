@@ -48,7 +48,10 @@ import {
 import { quote } from "./_quote.ts";
 import { checkKnownKeys } from "./_known_keys.ts";
 import { ClosedError, ConnectionLostError } from "./errors.ts";
-import type { ClientTlsOptions } from "./transport/transport.ts";
+import type {
+  ClientTlsOptions,
+  PeerCertificate,
+} from "./transport/transport.ts";
 import { checkClientTls } from "./transport/_tls.ts";
 import type { ClientStats } from "./stats.ts";
 import { TrafficTotals } from "./_stats.ts";
@@ -203,8 +206,10 @@ export interface ClientOptions extends ConnectionOptions {
   /**
    * Speak TLS, using the runtime's own TLS: `true` (or `{}`) verifies the
    * server against the default trust store; `{ ca, serverName }` names the
-   * trusted CA certificate(s) (PEM) and the name the certificate must carry.
-   * The handshake counts in `connectTimeout`.
+   * trusted CA certificate(s) (PEM) and the name the certificate must carry;
+   * `cert` and `key` are this client's certificate and key, for a server
+   * that asks for one (mutual TLS). The handshake counts in
+   * `connectTimeout`; the server's certificate comes with `connected`.
    * @default {false}
    */
   tls?: boolean | ClientTlsOptions;
@@ -281,8 +286,11 @@ const REQUEST_OPTIONS: Record<keyof RequestOptions, true> = {
  * ```
  */
 export interface ClientEvents {
-  /** A connection to `server` is open (again). */
-  connected: [server: string];
+  /**
+   * A connection to `server` is open (again); with TLS, `peerCertificate`
+   * is the certificate that server presented on it (undefined without TLS).
+   */
+  connected: [server: string, peerCertificate: PeerCertificate | undefined];
   /** A connection to `server` closed. */
   closed: [server: string];
   /**
@@ -340,8 +348,8 @@ export interface ServersChange {
  * ```
  */
 export interface ClientEventDetails {
-  /** The server, as `"host:port"`. */
-  connected: { server: string };
+  /** The server, as `"host:port"`, and with TLS its certificate. */
+  connected: { server: string; peerCertificate: PeerCertificate | undefined };
   /** The server, as `"host:port"`. */
   closed: { server: string };
   /** The error, and the server concerned, if any. */
@@ -499,7 +507,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       ready: (conn) => this.#ready(conn),
       lost: (conn, error) => this.#lost(conn, error),
       exhausted: () => this.#exhausted(),
-      connected: (server) => this[emit]("connected", server),
+      connected: (server, peerCertificate) =>
+        this[emit]("connected", server, peerCertificate),
       closed: (server) => this[emit]("closed", server),
       exception: (error, server) => {
         this.#lastError = error;
@@ -1183,6 +1192,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
 function clientDetail(type: keyof ClientEvents, args: unknown[]): unknown {
   switch (type) {
     case "connected":
+      return { server: args[0], peerCertificate: args[1] };
     case "closed":
       return { server: args[0] };
     case "exception":

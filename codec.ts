@@ -809,8 +809,21 @@ export class FrameDecoder {
 
   #checkSign(sign: number): void {
     if (sign !== SIGN_PING && sign !== SIGN_DATA) {
+      // A TLS record as the first bytes: a handshake (0x16, a TLS client at
+      // a plaintext port) or an alert (0x15, a TLS server refusing a
+      // plaintext client).
+      const record = this.#frameStart !== 0
+        ? undefined
+        : sign === 0x16
+        ? "handshake"
+        : sign === 0x15
+        ? "alert"
+        : undefined;
+      const hint = record === undefined
+        ? ""
+        : ` (a TLS ${record}: the peer speaks TLS, this side does not)`;
       throw new ProtocolError(
-        `Unknown frame sign "0x${sign.toString(16).padStart(2, "0")}"`,
+        `Unknown frame sign "0x${sign.toString(16).padStart(2, "0")}"${hint}`,
         this.#frameStart,
       );
     }

@@ -396,6 +396,172 @@ export class ResolveError extends Error {
   }
 }
 
+/**
+ * What a {@linkcode TlsError} says went wrong, the same on Deno, Bun and
+ * Node.js:
+ *
+ * - `NOT_TLS`: the peer sent bytes that are not TLS (a plaintext client or
+ *   server, an HTTP request).
+ * - `UNTRUSTED`: a certificate does not chain to a trusted CA (self-signed,
+ *   another CA's, a bad signature).
+ * - `NAME_MISMATCH`: the server's certificate does not name the host (or
+ *   `serverName`) the client asked for.
+ * - `EXPIRED`, `NOT_YET_VALID`: a certificate outside its validity.
+ * - `CERTIFICATE_REQUIRED`: the server asks for a client certificate and the
+ *   client sent none.
+ * - `HANDSHAKE_FAILED`: anything else that ended the handshake (the peer
+ *   closed the connection in the middle of it, no common version or cipher).
+ *
+ * @example
+ * ```ts
+ * import type { TlsErrorCode } from "@qtk/tcp-framework";
+ * const code: TlsErrorCode = "UNTRUSTED";
+ * ```
+ */
+export type TlsErrorCode =
+  | "NOT_TLS"
+  | "UNTRUSTED"
+  | "NAME_MISMATCH"
+  | "EXPIRED"
+  | "NOT_YET_VALID"
+  | "CERTIFICATE_REQUIRED"
+  | "HANDSHAKE_FAILED";
+
+const TLS_REASONS: Record<TlsErrorCode, [local: string, fromPeer: string]> = {
+  NOT_TLS: [
+    "the peer does not speak TLS",
+    "the peer says what this side sent is not TLS",
+  ],
+  UNTRUSTED: [
+    "the peer's certificate is not trusted (it does not chain to a trusted CA)",
+    "the peer does not trust this side's certificate",
+  ],
+  NAME_MISMATCH: [
+    "the server's certificate is not for the name asked for",
+    "the peer says this side's certificate is not for the name it asked for",
+  ],
+  EXPIRED: [
+    "the peer's certificate has expired",
+    "the peer says this side's certificate has expired",
+  ],
+  NOT_YET_VALID: [
+    "the peer's certificate is not valid yet",
+    "the peer says this side's certificate is not valid yet",
+  ],
+  CERTIFICATE_REQUIRED: [
+    "the peer sent no certificate, and one is required",
+    "the peer requires a certificate, and this side sent none",
+  ],
+  HANDSHAKE_FAILED: [
+    "the TLS handshake failed",
+    "the peer ended the TLS handshake",
+  ],
+};
+
+/**
+ * A TLS handshake failed, or a TLS connection failed on a TLS alert: `code`
+ * says why in one vocabulary on every runtime (see {@linkcode TlsErrorCode}),
+ * `fromPeer` whether the peer's TLS alert said so (it refused this side's
+ * certificate) or this side found it. A client reports it as an `exception`
+ * and tries again per `reconnect`; a server as an `exception` for the
+ * connection, which is closed before any `connected`. `cause` is the
+ * runtime's own error.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { TlsError } from "@qtk/tcp-framework";
+ * const error = new TlsError("UNTRUSTED", { hostname: "10.0.0.5", port: 7443 });
+ * assert.equal(error.code, "UNTRUSTED");
+ * assert.match(error.message, /^TLS with 10\.0\.0\.5:7443 failed: the peer's certificate is not trusted/);
+ * ```
+ */
+export class TlsError extends Error {
+  /** What went wrong, as a stable keyword. */
+  readonly code: TlsErrorCode;
+  /** True when the peer's TLS alert reported it, false when this side found it. */
+  readonly fromPeer: boolean;
+  /** The peer's address. */
+  readonly hostname: string;
+  /** The peer's port. */
+  readonly port: number;
+
+  /**
+   * Creates the instance.
+   *
+   * @param code What went wrong.
+   * @param address The peer's address.
+   * @param options Standard error options (`cause`: the runtime's error),
+   *   `fromPeer` (default false), and `detail`, words added to the message
+   *   (the runtime's own account, a name that did not match).
+   */
+  constructor(
+    code: TlsErrorCode,
+    address: { hostname: string; port: number },
+    options?: ErrorOptions & { fromPeer?: boolean; detail?: string },
+  ) {
+    const fromPeer = options?.fromPeer === true;
+    const where = address.hostname.includes(":")
+      ? `[${address.hostname}]:${address.port}`
+      : `${address.hostname}:${address.port}`;
+    const detail = options?.detail ? `: ${options.detail}` : "";
+    super(
+      `TLS with ${where} failed: ${
+        TLS_REASONS[code][fromPeer ? 1 : 0]
+      } (${code})${detail}`,
+      options,
+    );
+    this.name = "TlsError";
+    this.code = code;
+    this.fromPeer = fromPeer;
+    this.hostname = address.hostname;
+    this.port = address.port;
+  }
+}
+
+/**
+ * A server's `authorize` refused a connection: it was closed before its
+ * `connected` event, and before any of its frames was read. `cause` is what
+ * `authorize` threw, if it threw.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { PeerRefusedError } from "@qtk/tcp-framework";
+ * const error = new PeerRefusedError({ hostname: "10.0.0.9", port: 51234 });
+ * assert.equal(error.hostname, "10.0.0.9");
+ * assert.match(error.message, /refused by authorize/);
+ * ```
+ */
+export class PeerRefusedError extends Error {
+  /** The peer's address (the client's, with `proxyProtocol`). */
+  readonly hostname: string;
+  /** The peer's port. */
+  readonly port: number;
+
+  /**
+   * Creates the instance.
+   *
+   * @param address The peer's address.
+   * @param options Standard error options: `cause` is what `authorize` threw.
+   */
+  constructor(
+    address: { hostname: string; port: number },
+    options?: ErrorOptions,
+  ) {
+    const where = address.hostname.includes(":")
+      ? `[${address.hostname}]:${address.port}`
+      : `${address.hostname}:${address.port}`;
+    const why = options?.cause instanceof Error
+      ? `: ${options.cause.message}`
+      : "";
+    super(`Connection from ${where} refused by authorize${why}`, options);
+    this.name = "PeerRefusedError";
+    this.hostname = address.hostname;
+    this.port = address.port;
+  }
+}
+
 /** What a {@linkcode NetworkError} was doing when it failed. */
 export type NetworkOperation = "listen" | "connect" | "connection";
 

@@ -69,6 +69,7 @@ export type {
   ConnectOptions,
   ListenOptions,
   NetAddress,
+  PeerCertificate,
   ServerTlsOptions,
   Transport,
   TransportConnection,
@@ -102,10 +103,13 @@ export {
   FrameTooLargeError,
   NetworkError,
   type NetworkOperation,
+  PeerRefusedError,
   ProtocolError,
   ProxyProtocolError,
   type ProxyProtocolErrorReason,
   ResolveError,
   TimeoutError,
+  TlsError,
+  type TlsErrorCode,
 } from "./errors.ts";
 export type { ProxyAddress, ProxyHeader } from "./proxy_protocol.ts";

@@ -40,7 +40,9 @@ import {
   ClosedError,
   ConnectionLimitError,
   NetworkError,
+  PeerRefusedError,
   ProxyProtocolError,
+  TimeoutError,
 } from "./errors.ts";
 import {
   DEFAULT_PROXY_HEADER_TIMEOUT,
@@ -66,6 +68,7 @@ import {
 import type {
   ConnectionHandler,
   NetAddress,
+  PeerCertificate,
   ServerTlsOptions,
   Transport,
   TransportConnection,
@@ -172,12 +175,26 @@ export interface ServerOptions extends ConnectionOptions {
   drainSpread?: number;
   /**
    * Serve TLS with this certificate chain and private key (PEM strings), using
-   * the runtime's own TLS; plain TCP without it. Each connection is handed
-   * over (and counted) before its handshake, so the silence `timeout` also
-   * bounds a handshake that never finishes; a failed handshake closes that
-   * connection with an `exception`.
+   * the runtime's own TLS stack; plain TCP without it. With `ca` and
+   * `requestCert: true` (mutual TLS), only clients whose certificate chains
+   * to `ca` are served; `socket.peerCertificate` then says who each is. Each
+   * connection is counted (`maxConnections`) as it is accepted and announced
+   * (`connected`) once its handshake has succeeded; a failed handshake is an
+   * `exception` alone (a {@linkcode TlsError}), and one not done within
+   * `timeout` a `TimeoutError`.
    */
   tls?: ServerTlsOptions;
+  /**
+   * Decides whether to serve a connection, once it is known who is at the
+   * other end: after the TLS handshake (`socket.peerCertificate` is set),
+   * after the PROXY header (`socket.remoteAddr` is the client's), else as it
+   * is accepted; always before `connected` and before any of its frames is
+   * read. Return `true` to serve it. Anything else (`false`, a promise: the
+   * decision must be synchronous) or a throw refuses it: the connection is
+   * closed, counted in `connectionsRefused`, and reported as an `exception`
+   * (a {@linkcode PeerRefusedError}, whose `cause` is what was thrown).
+   */
+  authorize?: (socket: ServerSocket) => boolean;
   /**
    * Serve behind a load balancer that speaks the PROXY protocol (HAProxy's
    * `send-proxy` / `send-proxy-v2`, nginx `proxy_protocol on`): every
@@ -212,6 +229,7 @@ const SERVER_OPTIONS: Record<keyof ServerOptions, true> = {
   maxConnectionAge: true,
   drainSpread: true,
   tls: true,
+  authorize: true,
   proxyProtocol: true,
   reusePort: true,
 };
@@ -241,6 +259,12 @@ export interface ServerSocket {
   readonly proxyAddr?: NetAddress;
   /** With `proxyProtocol`: the decoded PROXY header. Undefined without it. */
   readonly proxyHeader?: ProxyHeader;
+  /**
+   * With `tls`: the certificate the client presented, as verified (with
+   * `requestCert`, every client served has one). Set before `connected`.
+   * Undefined without TLS, and when the client sent none.
+   */
+  readonly peerCertificate?: PeerCertificate;
   /** Bytes accepted by `send` and not yet taken by the runtime. */
   readonly bufferedAmount: number;
   /** True once the connection is closing or closed. */
@@ -335,6 +359,10 @@ class Connection implements ServerSocket {
    * has been read.
    */
   doneWriting = false;
+  /** With TLS: its handshake is under way (it is not announced yet). */
+  handshaking = false;
+  /** Its failure was reported already (refused, a PROXY header, a timeout). */
+  reported = false;
   /** Told `going-away`; closed when its peer is done or at `drainDeadline`. */
   draining = false;
   drainDeadline = Infinity;
@@ -362,6 +390,10 @@ class Connection implements ServerSocket {
 
   get proxyAddr(): NetAddress | undefined {
     return this.proxyHeader && this.framed.remoteAddr;
+  }
+
+  get peerCertificate(): PeerCertificate | undefined {
+    return this.framed.peerCertificate;
   }
 
   /** Takes the PROXY header's source as the client's address, if it has one. */
@@ -440,6 +472,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   readonly #closedTraffic = new TrafficTotals();
   #connectionsTotal = 0;
   #connectionsRefused = 0;
+  #tlsFailures = 0;
   #timeouts = 0;
   #quietResets = 0;
   /** The traced `data` dispatch under way, if any. */
@@ -463,6 +496,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #emptied: (() => void) | undefined;
   #starting: Promise<void> | undefined;
   readonly #tls: ServerTlsOptions | undefined;
+  readonly #authorize: ((socket: ServerSocket) => boolean) | undefined;
   readonly #proxy: ProxyPolicy | undefined;
   readonly #reusePort: boolean;
 
@@ -502,6 +536,14 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       true,
     );
     this.#tls = checkServerTls("tls", options.tls);
+    if (
+      options.authorize !== undefined && typeof options.authorize !== "function"
+    ) {
+      throw new TypeError(
+        `Invalid authorize ${quote(options.authorize)}: expected a function`,
+      );
+    }
+    this.#authorize = options.authorize;
     this.#proxy = parseProxyOption(options.proxyProtocol);
     if (
       options.reusePort !== undefined && typeof options.reusePort !== "boolean"
@@ -599,6 +641,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       connectionsOpen: this.#connections.size,
       connectionsTotal: this.#connectionsTotal,
       connectionsRefused: this.#connectionsRefused,
+      tlsFailures: this.#tlsFailures,
       timeouts: this.#timeouts,
       quietResets: this.#quietResets,
       ...traffic,
@@ -856,6 +899,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
           }
           this[emit]("exception", connection, error);
         },
+        secured: () => this.#secured(connection),
         closed: (failure, quietReset) => {
           this.#connections.delete(connection);
           this.#closedTraffic.add(connection.framed);
@@ -865,7 +909,17 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
             queueMicrotask(emptied);
           }
           if (!connection.announced) {
-            if (failure !== undefined && channels?.failed.hasSubscribers) {
+            // A failed TLS handshake: an exception alone, as no `connected`
+            // came (a peer that left without a byte, a port check, is none).
+            if (
+              failure !== undefined && connection.handshaking &&
+              !connection.reported
+            ) {
+              this.#tlsFailures++;
+              this.#refused(connection, failure);
+            } else if (
+              failure !== undefined && channels?.failed.hasSubscribers
+            ) {
               this.#publish(channels.failed, connection, { error: failure });
             }
             return;
@@ -906,6 +960,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       );
     } else if (this.#proxy) {
       return this.#acceptProxied(connection, this.#proxy);
+    } else if (this.#tls) {
+      // Announced once its handshake has succeeded (`#secured`).
+      connection.handshaking = true;
     } else {
       // After the transport has its handler, so a listener may close at once.
       queueMicrotask(() => this.#announce(connection));
@@ -913,8 +970,15 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     return connection.framed;
   }
 
+  /** Its TLS handshake succeeded: the peer's certificate is known. */
+  #secured(connection: Connection): void {
+    connection.handshaking = false;
+    this.#announce(connection);
+  }
+
   #announce(connection: Connection): void {
     if (connection.closed) return;
+    if (this.#authorize !== undefined && !this.#authorized(connection)) return;
     connection.announced = true;
     if (channels?.opened.hasSubscribers) {
       this.#publish(channels.opened, connection, {});
@@ -922,8 +986,43 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     this[emit]("connected", connection);
   }
 
+  /**
+   * Asks `authorize` about a connection; closes and reports one it refuses.
+   * @returns Whether it may be served.
+   */
+  #authorized(connection: Connection): boolean {
+    let verdict: unknown;
+    let thrown: unknown;
+    let threw = false;
+    try {
+      verdict = this.#authorize!(connection);
+    } catch (error) {
+      thrown = error;
+      threw = true;
+    }
+    if (verdict === true) return true;
+    if (verdict instanceof Promise) {
+      verdict.catch(() => {});
+      thrown = new TypeError(
+        "authorize returned a promise: it must decide synchronously, with true to serve the connection",
+      );
+      threw = true;
+    }
+    this.#connectionsRefused++;
+    connection.framed.close();
+    this.#refused(
+      connection,
+      new PeerRefusedError(
+        connection.remoteAddr,
+        threw ? { cause: thrown } : undefined,
+      ),
+    );
+    return false;
+  }
+
   /** Reports a connection closed before it was announced. */
   #refused(connection: Connection, error: unknown): void {
+    connection.reported = true;
     if (channels?.failed.hasSubscribers) {
       this.#publish(channels.failed, connection, { error });
     }
@@ -1038,8 +1137,25 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     const heartbeatMs = this.#heartbeatMs ?? Infinity;
     for (const connection of this.#connections) {
       const framed = connection.framed;
-      // Not yet announced: waiting for its PROXY header, on a clock of its own.
-      if (framed.closed || !connection.announced) continue;
+      if (framed.closed) continue;
+      if (!connection.announced) {
+        // In its TLS handshake: bounded by `timeout` from its accept. (One
+        // waiting for its PROXY header is on a clock of its own.)
+        if (
+          connection.handshaking && now - connection.openedAt >= timeoutMs
+        ) {
+          this.#timeouts++;
+          this.#refused(
+            connection,
+            new TimeoutError(
+              `TLS handshake not done within ${timeoutMs} ms`,
+              timeoutMs,
+            ),
+          );
+          framed.close();
+        }
+        continue;
+      }
       if (now >= connection.ageDeadline && !connection.draining) {
         this.#drain(connection, now + this.#graceMs);
       }

@@ -95,11 +95,21 @@ export interface ServerStats extends TrafficStats {
   /** Connections accepted, refused ones included. */
   connectionsTotal: number;
   /**
-   * Connections closed as soon as they opened: past `maxConnections`, or
-   * from a peer that `proxyProtocol.trusted` leaves out.
+   * Connections closed as soon as they opened: past `maxConnections`, from
+   * a peer that `proxyProtocol.trusted` leaves out, or refused by
+   * `authorize`.
    */
   connectionsRefused: number;
-  /** Connections closed for silence (or an unfinished header) past `timeout`. */
+  /**
+   * TLS handshakes that failed (each an `exception`, a `TlsError`): a
+   * client without a certificate, or with one not trusted, a plaintext
+   * client, a client that refused the server's certificate.
+   */
+  tlsFailures: number;
+  /**
+   * Connections closed for silence (or an unfinished header) past `timeout`,
+   * and TLS handshakes not done within it.
+   */
   timeouts: number;
   /**
    * Connections that their peer reset (a TCP RST, `ECONNRESET`) while

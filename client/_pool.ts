@@ -11,7 +11,11 @@ import { FramedConnection } from "../_connection.ts";
 import { controlFrame, controlKind } from "../_control.ts";
 import { gracePeriod } from "../_deadlines.ts";
 import { ClosedError, TimeoutError } from "../errors.ts";
-import type { ClientTlsOptions, Transport } from "../transport/transport.ts";
+import type {
+  ClientTlsOptions,
+  PeerCertificate,
+  Transport,
+} from "../transport/transport.ts";
 import type { ClientServerStats } from "../stats.ts";
 import { trafficOf, TrafficTotals } from "../_stats.ts";
 import { type Channel, channels } from "../_diagnostics.ts";
@@ -174,8 +178,11 @@ export interface PoolHooks {
   lost(conn: Conn, error: unknown): void;
   /** No connection will be made again: reconnect is off, and all failed. */
   exhausted(): void;
-  /** The `connected`, `closed` and `exception` events. */
-  connected(server: string): void;
+  /**
+   * The `connected`, `closed` and `exception` events; `connected` with the
+   * server's certificate, with TLS.
+   */
+  connected(server: string, peerCertificate: PeerCertificate | undefined): void;
   closed(server: string): void;
   exception(error: unknown, server: string | undefined): void;
 }
@@ -598,7 +605,7 @@ export class Pool {
     link.conn = conn;
     if (!this.#ejected.has(link.server)) this.balancer.add(link);
     this.#hooks.ready(conn);
-    this.#hooks.connected(link.server);
+    this.#hooks.connected(link.server, conn.framed.peerCertificate);
   }
 
   /** Takes a link out of those messages may be written on. */

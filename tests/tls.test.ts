@@ -12,9 +12,17 @@ import {
   HOST,
   next,
   patterned,
+  RawSocket,
   until,
 } from "./_helpers.ts";
-import { Client, Server, type ServerSocket, TimeoutError } from "../mod.ts";
+import {
+  Client,
+  ProtocolError,
+  Server,
+  type ServerSocket,
+  TimeoutError,
+  TlsError,
+} from "../mod.ts";
 import {
   runtimeTransport,
   type TransportConnection,
@@ -108,7 +116,10 @@ test("tls: serverName, and a list of CAs", async () => {
 test("tls: a plaintext client against a TLS server fails cleanly; the server keeps serving", async () => {
   const { server, exceptions } = await tlsEchoServer();
   await using _ = server;
-  const serverClosed = next(server, "closed");
+  // Its handshake never succeeds: an exception alone, no connected or closed.
+  const announced: string[] = [];
+  server.on("connected", () => announced.push("connected"));
+  server.on("closed", () => announced.push("closed"));
   await using plain = new Client({
     host: HOST,
     port: server.port,
@@ -126,11 +137,18 @@ test("tls: a plaintext client against a TLS server fails cleanly; the server kee
   const [error] = await failed;
   assert.ok(error instanceof Error, `got ${error}`);
   assert.equal(reply, error);
+  // Deno's and Bun's TLS answer with an alert, which the client names;
+  // Node.js's closes the connection without a word.
+  if (error instanceof ProtocolError) {
+    assert.match(error.message, /a TLS alert: the peer speaks TLS/);
+  }
   assert.equal(connected, false);
-  await serverClosed;
   await until(() => exceptions.length > 0, 5000, "the server's exception");
-  assert.ok(exceptions[0] instanceof Error);
+  assert.ok(exceptions[0] instanceof TlsError, `got ${exceptions[0]}`);
+  assert.equal(exceptions[0].code, "NOT_TLS");
   await until(() => server.connections.size === 0, 5000, "no connections");
+  assert.deepEqual(announced, []);
+  assert.equal(server.stats().tlsFailures, 1);
   await assertServesTls(server);
 });
 
@@ -150,11 +168,16 @@ test("tls: a TLS client against a plaintext server fails cleanly; the server kee
   let connected = false;
   client.on("connected", () => connected = true);
   const [error] = await next<[unknown]>(client, "exception");
-  assert.ok(error instanceof Error);
+  assert.ok(error instanceof TlsError, `got ${error}`);
+  assert.equal(error.code, "HANDSHAKE_FAILED");
   assert.equal(connected, false);
   assert.equal(client.connected, false);
-  // The server saw a TLS ClientHello where a frame should be.
+  // The server saw a TLS ClientHello where a frame should be, and says so.
   await until(() => exceptions.length > 0, 5000, "the server's exception");
+  assert.match(
+    String(exceptions[0]),
+    /a TLS handshake: the peer speaks TLS, this side does not/,
+  );
   await until(() => server.connections.size === 0, 5000, "no connections");
 
   await using plain = new Client({
@@ -181,7 +204,8 @@ test("tls: the client refuses a certificate from an untrusted CA or for another 
     let connected = false;
     client.on("connected", () => connected = true);
     const [error] = await next<[unknown]>(client, "exception");
-    assert.ok(error instanceof Error, `got ${error}`);
+    assert.ok(error instanceof TlsError, `got ${error}`);
+    assert.equal(error.code, tls.serverName ? "NAME_MISMATCH" : "UNTRUSTED");
     assert.equal(connected, false);
   }
   await until(() => server.connections.size === 0, 5000, "no connections");
@@ -225,14 +249,35 @@ test("tls: a handshake that never completes times out, and close() does not wait
   }
 });
 
-test("tls: a certificate the runtime cannot load makes start() reject", async () => {
+test("tls: a certificate or key the runtime cannot read is a TypeError at once, the same on every runtime", () => {
+  // Deno's node:tls reads them only at the first handshake: they are read
+  // up front, with node:crypto, everywhere.
   const bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-  for (const tls of [{ cert: bad, key }, { cert, key: bad }]) {
-    const server = new Server({ host: HOST, port: 0, tls });
-    await assert.rejects(server.start(), /Cannot listen on/);
-    assert.equal(server.listening, false);
-    await server.stop();
+  const badKey =
+    "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  const cases: Array<[object, RegExp]> = [
+    [
+      { cert: bad, key },
+      /Invalid tls\.cert: certificate 1 of 1 cannot be read/,
+    ],
+    [{ cert, key: badKey }, /Invalid tls\.key: it cannot be read/],
+    [{ cert: ca, key }, /Invalid tls\.key: it is not the private key/],
+    [{ cert, key: "-----BEGIN PRIVATE KEY-----\n" }, /Invalid tls\.key/],
+  ];
+  for (const [tls, message] of cases) {
+    assert.throws(
+      () => new Server({ host: HOST, port: 0, tls: tls as never }),
+      (error: unknown) => {
+        assert.ok(error instanceof TypeError, `got ${error}`);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   }
+  assert.throws(
+    () => new Client({ port: 1, reconnect: false, tls: { ca: bad } }),
+    /Invalid tls\.ca: certificate 1 of 1 cannot be read/,
+  );
 });
 
 test("tls: invalid options throw a TypeError naming the option", () => {
@@ -262,6 +307,30 @@ test("tls: invalid options throw a TypeError naming the option", () => {
       /tls\.serverName/,
     ],
     [() => new Client({ port: 1, reconnect: false, tls: 1 as never }), /tls/],
+    [
+      () => new Server({ port: 0, tls: { cert, key, ca: otherCa } }),
+      /tls\.ca: a server uses it only with requestCert: true/,
+    ],
+    [
+      () => new Server({ port: 0, tls: { cert, key, requestCert: true } }),
+      /requestCert needs tls\.ca/,
+    ],
+    [
+      () =>
+        new Server({
+          port: 0,
+          tls: { cert, key, ca, requestCert: "yes" as never },
+        }),
+      /tls\.requestCert/,
+    ],
+    [
+      () => new Client({ port: 1, reconnect: false, tls: { cert, key: "" } }),
+      /tls\.key/,
+    ],
+    [
+      () => new Client({ port: 1, reconnect: false, tls: { key } }),
+      /key without cert/,
+    ],
   ];
   for (const [make, message] of cases) {
     assert.throws(make, (error: unknown) => {
@@ -298,5 +367,48 @@ test("tls: stop() drains a TLS connection too: requests in flight and send()s wr
     assert.deepEqual(received, Array.from({ length: 40 }, (_, i) => i));
   } finally {
     await client.close();
+  }
+});
+
+test("tls: a handshake that never starts is closed at timeout, an exception alone", async () => {
+  await using server = new Server({
+    host: HOST,
+    port: 0,
+    timeout: 0.2,
+    tls: { cert, key },
+  });
+  const exceptions: unknown[] = [];
+  const announced: string[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
+  server.on("connected", () => announced.push("connected"));
+  server.on("closed", () => announced.push("closed"));
+  await server.start();
+  const peer = await RawSocket.connect(server.port); // and says nothing
+  const started = performance.now();
+  await peer.ended;
+  assert.ok(performance.now() - started < 2000);
+  await peer.close();
+  assert.equal(exceptions.length, 1);
+  assert.ok(exceptions[0] instanceof TimeoutError, `got ${exceptions[0]}`);
+  assert.match(String(exceptions[0]), /TLS handshake not done within 200 ms/);
+  assert.deepEqual(announced, []);
+  assert.equal(server.stats().timeouts, 1);
+});
+
+test("tls: socket.peerCertificate is undefined without TLS, and when no client certificate is asked for", async () => {
+  for (const tls of [undefined, { cert, key }]) {
+    await using server = new Server({ host: HOST, port: 0, tls });
+    await server.start();
+    const connected = next<[ServerSocket]>(server, "connected");
+    await using client = new Client({
+      host: HOST,
+      port: server.port,
+      reconnect: false,
+      ...(tls ? { tls: { ca } } : {}),
+    });
+    const [, certificate] = await next<[string, unknown]>(client, "connected");
+    const [socket] = await connected;
+    assert.equal(socket.peerCertificate, undefined);
+    assert.equal(certificate === undefined, tls === undefined);
   }
 });

@@ -1,6 +1,6 @@
 // Small helpers shared by the socket adapters.
 
-import { NetworkError, type NetworkOperation } from "../errors.ts";
+import { NetworkError, type NetworkOperation, TlsError } from "../errors.ts";
 import type { NetAddress } from "./transport.ts";
 
 /**
@@ -90,7 +90,8 @@ export function networkError(
   address: NetAddress,
   error: unknown,
 ): unknown {
-  if (error instanceof NetworkError) return error;
+  // A TlsError's codes are its own (EXPIRED is no system code).
+  if (error instanceof NetworkError || error instanceof TlsError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string" || !/^E(AI_)?[A-Z]+$/.test(code)) return error;
   return new NetworkError(operation, address, code, { cause: error });

@@ -1,4 +1,6 @@
-// The Bun socket adapter: Bun.listen / Bun.connect, plain or with Bun's tls option.
+// The Bun socket adapter: Bun.listen / Bun.connect for TCP; TLS through Bun's
+// node:tls (_node_sockets.ts), because a Bun listener cannot take a new
+// certificate while it listens (its reload() keeps the TLS settings).
 
 import type {
   Accept,
@@ -7,8 +9,8 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
+import type * as NodeSockets from "./_node_sockets.ts";
 import {
-  caList,
   networkError,
   reusePortOsProblem,
   throwIfAborted,
@@ -35,11 +37,6 @@ interface BunSocketHandlers {
   close(socket: BunSocket, error?: Error): void;
   error(socket: BunSocket, error: Error): void;
   connectError?(socket: BunSocket, error: Error): void;
-  handshake?(
-    socket: BunSocket,
-    success: boolean,
-    authorizationError: Error | null,
-  ): void;
 }
 
 interface BunTcpListener {
@@ -53,18 +50,12 @@ interface BunApi {
     hostname: string;
     port: number;
     socket: BunSocketHandlers;
-    tls?: { cert: string; key: string };
     reusePort?: boolean;
   }): BunTcpListener;
   connect(options: {
     hostname: string;
     port: number;
     socket: BunSocketHandlers;
-    tls?: {
-      ca?: string[];
-      serverName?: string;
-      rejectUnauthorized: true;
-    };
   }): Promise<BunSocket>;
 }
 
@@ -153,23 +144,15 @@ class BunConnection implements TransportConnection {
 }
 
 /**
- * Socket handlers that give each connection a handler from `accept`: at once,
- * or, with `afterHandshake` (a TLS client), once the handshake succeeded.
- * `opened` sees each connection as its handler is set; `failed` sees a
+ * Socket handlers that give each connection a handler from `accept` as it
+ * opens. `opened` sees each connection as its handler is set; `failed` sees a
  * connection that closes before that.
  */
 function bunHandlers(
   accept: Accept,
   opened?: (connection: BunConnection) => void,
-  afterHandshake = false,
   failed?: (error: Error | undefined) => void,
 ): BunSocketHandlers {
-  const start = (connection: BunConnection) => {
-    connection.handler = accept(connection);
-    opened?.(connection);
-    const early = connection.endedEarly;
-    if (early) connection.handler.ended(early.error);
-  };
   return {
     binaryType: "uint8array",
     open(socket) {
@@ -178,20 +161,10 @@ function bunHandlers(
         port: socket.remotePort ?? 0,
       });
       socket.data = connection;
-      if (!afterHandshake) start(connection);
-    },
-    handshake(socket, success, authorizationError) {
-      const connection = socket.data;
-      if (!connection) return;
-      // A server without client certificates sees success with an
-      // authorization error (no client certificate): not a failure.
-      if (!success) {
-        connection.failure = authorizationError ??
-          new Error("TLS handshake failed");
-        connection.close();
-        return;
-      }
-      if (afterHandshake && !connection.handler) start(connection);
+      connection.handler = accept(connection);
+      opened?.(connection);
+      const early = connection.endedEarly;
+      if (early) connection.handler.ended(early.error);
     },
     data(socket, data) {
       socket.data.handler?.received(data);
@@ -220,20 +193,36 @@ function bun(): BunApi {
   return (globalThis as unknown as { Bun: BunApi }).Bun;
 }
 
+// Loaded only for a first TLS listen or connect. A literal specifier, so
+// that it is part of the module graph (Deno reads a module outside it only
+// with --allow-read) and the npm build rewrites it to `.js`.
+let nodeSockets: Promise<typeof NodeSockets> | undefined;
+
+function tlsSockets(): Promise<typeof NodeSockets> {
+  return nodeSockets ??= import("./_node_sockets.ts");
+}
+
+function reusePortProblem(): string | undefined {
+  return reusePortOsProblem("Bun", bunPlatform());
+}
+
 export const bunTransport: Transport = {
   listen(address, accept, options) {
+    if (options?.tls) {
+      return tlsSockets().then((sockets) =>
+        sockets.listenNode(address, accept, options, reusePortProblem)
+      );
+    }
     try {
-      const tls = options?.tls;
       const reusePort = options?.reusePort === true;
       if (reusePort) {
-        const problem = reusePortOsProblem("Bun", bunPlatform());
+        const problem = reusePortProblem();
         if (problem) throw new Error(problem);
       }
       const listener = bun().listen({
         hostname: address.hostname,
         port: address.port,
         socket: bunHandlers(accept),
-        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         ...(reusePort ? { reusePort } : {}),
       });
       return Promise.resolve({
@@ -249,19 +238,19 @@ export const bunTransport: Transport = {
   },
 
   async connect(address, accept, options) {
+    if (options?.tls) {
+      return (await tlsSockets()).connectNode(address, accept, options);
+    }
     const signal = options?.signal;
     throwIfAborted(signal);
-    const tls = options?.tls;
     let opened!: (connection: BunConnection) => void;
     let failed!: (error: unknown) => void;
     const ready = new Promise<BunConnection>((resolve, reject) => {
       opened = resolve;
       failed = (error) =>
-        reject(
-          error ?? new Error("Connection closed before the TLS handshake"),
-        );
+        reject(error ?? new Error("Connection closed before it opened"));
     });
-    const handlers = bunHandlers(accept, opened, tls !== undefined, failed);
+    const handlers = bunHandlers(accept, opened, failed);
     handlers.connectError = () => {};
     // Bun's connect cannot be cancelled: given up on, it is left to finish
     // and its socket closed when it arrives.
@@ -269,15 +258,6 @@ export const bunTransport: Transport = {
       hostname: address.hostname,
       port: address.port,
       socket: handlers,
-      ...(tls
-        ? {
-          tls: {
-            ca: caList(tls.ca),
-            serverName: tls.serverName,
-            rejectUnauthorized: true,
-          },
-        }
-        : {}),
     });
     const socket = await untilAborted(connecting, signal, () => {
       connecting.then(

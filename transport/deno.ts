@@ -1,4 +1,7 @@
-// The Deno socket adapter: Deno.listen / Deno.listenTls / Deno.connect (+ startTls).
+// The Deno socket adapter: Deno.listen / Deno.connect for TCP; TLS through
+// Deno's node:tls (_node_sockets.ts), because Deno.listenTls cannot ask for a
+// client certificate or take a new certificate while listening, and neither
+// Deno.listenTls nor Deno.startTls tells the peer's certificate.
 
 import type {
   ConnectionHandler,
@@ -6,13 +9,8 @@ import type {
   Transport,
   TransportConnection,
 } from "./transport.ts";
-import {
-  caList,
-  networkError,
-  reusePortOsProblem,
-  throwIfAborted,
-  untilAborted,
-} from "./_shared.ts";
+import type * as NodeSockets from "./_node_sockets.ts";
+import { networkError, reusePortOsProblem, throwIfAborted } from "./_shared.ts";
 
 // The few members of Deno's socket API this adapter uses; declared here so the
 // module type-checks anywhere (tsc for the npm build has no Deno types).
@@ -22,7 +20,6 @@ interface DenoConn {
   write(bytes: Uint8Array): Promise<number>;
   close(): void;
   setNoDelay?(noDelay?: boolean): void;
-  handshake?(): Promise<unknown>;
 }
 
 interface DenoListener {
@@ -38,14 +35,6 @@ interface DenoApi {
     transport: "tcp";
     reusePort?: boolean;
   }): DenoListener;
-  listenTls(options: {
-    hostname: string;
-    port: number;
-    transport: "tcp";
-    reusePort?: boolean;
-    cert: string;
-    key: string;
-  }): DenoListener;
   /** Present only with `--unstable-net`. */
   listenDatagram?: unknown;
   readonly build: { readonly os: string };
@@ -55,14 +44,19 @@ interface DenoApi {
     transport: "tcp";
     signal?: AbortSignal;
   }): Promise<DenoConn>;
-  startTls(conn: DenoConn, options: {
-    hostname: string;
-    caCerts?: string[];
-  }): Promise<DenoConn>;
 }
 
 function deno(): DenoApi {
   return (globalThis as unknown as { Deno: DenoApi }).Deno;
+}
+
+// Loaded only for a first TLS listen or connect. A literal specifier, so
+// that it is part of the module graph (Deno reads a module outside it only
+// with --allow-read) and the npm build rewrites it to `.js`.
+let nodeSockets: Promise<typeof NodeSockets> | undefined;
+
+function tlsSockets(): Promise<typeof NodeSockets> {
+  return nodeSockets ??= import("./_node_sockets.ts");
 }
 
 function denoAddress(addr: unknown): NetAddress {
@@ -97,7 +91,7 @@ class DenoConnection implements TransportConnection {
     this.remoteAddr = denoAddress(conn.remoteAddr);
     try {
       conn.setNoDelay?.(true);
-    } catch { /* not a TCP connection (for example, TLS on some versions) */ }
+    } catch { /* already closed */ }
   }
 
   async run(handler: ConnectionHandler): Promise<void> {
@@ -208,26 +202,31 @@ function reusePortProblem(): string | undefined {
 
 export const denoTransport: Transport = {
   listen(address, accept, options) {
+    if (options?.tls) {
+      // node:net's reusePort needs no flag; the OS must still spread.
+      return tlsSockets().then((sockets) =>
+        sockets.listenNode(
+          address,
+          accept,
+          options,
+          () => reusePortOsProblem("Deno", deno().build.os),
+        )
+      );
+    }
     let listener: DenoListener;
     try {
       const reusePort = options?.reusePort === true;
       const problem = reusePort ? reusePortProblem() : undefined;
       if (problem) throw new Error(problem);
-      const where = {
+      listener = deno().listen({
         hostname: address.hostname,
         port: address.port,
         transport: "tcp",
         ...(reusePort ? { reusePort } : {}),
-      } as const;
-      const tls = options?.tls;
-      listener = tls
-        ? deno().listenTls({ ...where, cert: tls.cert, key: tls.key })
-        : deno().listen(where);
+      });
     } catch (error) {
       return Promise.reject(error);
     }
-    // On a TLS listener the handshake runs inside the connection's first
-    // read, so a client that never completes it cannot stall this loop.
     let closed = false;
     let retryTimer: ReturnType<typeof setTimeout> | undefined;
     let wake: (() => void) | undefined;
@@ -266,34 +265,20 @@ export const denoTransport: Transport = {
   },
 
   async connect(address, accept, options) {
+    if (options?.tls) {
+      return (await tlsSockets()).connectNode(address, accept, options);
+    }
     const signal = options?.signal;
     throwIfAborted(signal);
     // With the signal, Deno cancels the connect itself: nothing outlives an
     // attempt given up on (a host that drops SYNs is otherwise waited on for
     // minutes).
-    let conn = await deno().connect({
+    const conn = await deno().connect({
       hostname: address.hostname,
       port: address.port,
       transport: "tcp",
       signal,
     });
-    const tls = options?.tls;
-    if (tls) {
-      try {
-        conn.setNoDelay?.(true);
-        throwIfAborted(signal);
-        conn = await deno().startTls(conn, {
-          hostname: tls.serverName ?? address.hostname,
-          caCerts: caList(tls.ca),
-        });
-        await untilAborted(conn.handshake!(), signal, () => conn.close());
-      } catch (error) {
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-        throw error;
-      }
-    }
     const connection = new DenoConnection(conn);
     connection.run(accept(connection));
     return connection;

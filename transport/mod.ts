@@ -23,6 +23,7 @@ export type {
   ConnectOptions,
   ListenOptions,
   NetAddress,
+  PeerCertificate,
   ServerTlsOptions,
   Transport,
   TransportConnection,

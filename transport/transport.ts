@@ -32,7 +32,8 @@ export interface NetAddress {
 }
 
 /**
- * TLS settings of a listening side: its certificate chain and private key.
+ * TLS settings of a listening side: its certificate chain and private key,
+ * and, for mutual TLS, the CAs its clients' certificates must chain to.
  *
  * @example
  * ```ts
@@ -40,6 +41,8 @@ export interface NetAddress {
  * const tls: ServerTlsOptions = {
  *   cert: "-----BEGIN CERTIFICATE-----\n…",
  *   key: "-----BEGIN PRIVATE KEY-----\n…",
+ *   ca: "-----BEGIN CERTIFICATE-----\n…",
+ *   requestCert: true,
  * };
  * ```
  */
@@ -48,12 +51,26 @@ export interface ServerTlsOptions {
   cert: string;
   /** The certificate's private key, PEM. */
   key: string;
+  /**
+   * With `requestCert`: the CA certificate(s), PEM, that a client's
+   * certificate must chain to (they alone are trusted for it).
+   */
+  ca?: string | string[];
+  /**
+   * Mutual TLS: ask every client for a certificate, and fail the handshake
+   * of one that sends none, or one that does not chain to `ca`, has expired
+   * or is not valid yet.
+   * @default {false}
+   */
+  requestCert?: boolean;
 }
 
 /**
  * TLS settings of a connecting side. The server's certificate is always
  * verified, against `ca` when given and the runtime's default trust store
  * otherwise, and must name `serverName` (by default the host connected to).
+ * With `cert` and `key`, the client presents that certificate to a server
+ * that asks for one (mutual TLS).
  *
  * @example
  * ```ts
@@ -62,16 +79,56 @@ export interface ServerTlsOptions {
  * ```
  */
 export interface ClientTlsOptions {
-  /**
-   * Trusted CA certificate(s), PEM. Under Node.js and Bun they replace the
-   * default trust store; under Deno they are trusted in addition to it.
-   */
+  /** Trusted CA certificate(s), PEM: they replace the default trust store. */
   ca?: string | string[];
   /**
    * The name the server's certificate must carry (and the SNI sent), when it
    * differs from the host connected to.
    */
   serverName?: string;
+  /** This client's certificate chain, PEM, its own first (with `key`). */
+  cert?: string;
+  /** The private key of `cert`, PEM. */
+  key?: string;
+}
+
+/**
+ * The certificate a peer presented in its TLS handshake, as verified: the
+ * client's on a server socket (`socket.peerCertificate`, with mutual TLS),
+ * the server's on a client (its `connected` event). The same fields, in the
+ * same forms, on Deno, Bun and Node.js.
+ *
+ * @example
+ * ```ts
+ * import type { PeerCertificate } from "@qtk/tcp-framework";
+ * const isOrders = (certificate: PeerCertificate) =>
+ *   certificate.subjectAltNames.includes("URI:spiffe://example.org/orders");
+ * ```
+ */
+export interface PeerCertificate {
+  /**
+   * The subject's attributes (`CN`, `O`, `OU`…), as Node.js's
+   * `getPeerCertificate()` has them: an attribute given several times is an
+   * array of its values.
+   */
+  readonly subject: Readonly<Record<string, string | string[]>>;
+  /** The issuer's attributes, in the same form as `subject`. */
+  readonly issuer: Readonly<Record<string, string | string[]>>;
+  /**
+   * The subject alternative names, each as `TYPE:value`: `DNS:orders.internal`,
+   * `IP:10.0.0.5`, `URI:spiffe://example.org/orders`, `email:ops@example.org`.
+   */
+  readonly subjectAltNames: readonly string[];
+  /** The serial number, in upper-case hexadecimal digits. */
+  readonly serialNumber: string;
+  /** SHA-256 of the certificate (DER), as upper-case hex pairs joined by `:`. */
+  readonly fingerprint256: string;
+  /** Start of its validity. */
+  readonly validFrom: Date;
+  /** End of its validity. */
+  readonly validTo: Date;
+  /** The certificate itself, DER. */
+  readonly raw: Uint8Array;
 }
 
 /**
@@ -84,7 +141,12 @@ export interface ClientTlsOptions {
  * ```
  */
 export interface ListenOptions {
-  /** Serve TLS instead of plain TCP. */
+  /**
+   * Serve TLS instead of plain TCP. Each connection is handed to `accept` as
+   * it opens, before its handshake; its handler's `secured` says when the
+   * handshake has succeeded, and a failed one ends the connection with a
+   * `TlsError`.
+   */
   tls?: ServerTlsOptions;
   /**
    * On an accepted connection, read again only once the writes made while the
@@ -140,6 +202,12 @@ export interface ConnectionHandler {
   /** Called once, after the connection is fully closed; `error` if it failed. */
   ended(error?: unknown): void;
   /**
+   * On a TLS listener: the handshake has succeeded (the client's certificate
+   * verified, with `requestCert`), and the connection's `peerCertificate` is
+   * set. Called once, before any `received`.
+   */
+  secured?(): void;
+  /**
    * The peer took written bytes while reads were held back for them (see
    * {@linkcode ListenOptions.readAfterWrite}): it is alive, though unheard.
    */
@@ -167,6 +235,12 @@ export interface ConnectionHandler {
 export interface TransportConnection {
   /** The peer's address. */
   readonly remoteAddr: NetAddress;
+  /**
+   * With TLS, once the handshake has succeeded: the certificate the peer
+   * presented (undefined if it sent none, as a client does unless the server
+   * asks). Undefined without TLS.
+   */
+  readonly peerCertificate?: PeerCertificate;
   /**
    * Hands `bytes` to the runtime. Returns `undefined` if it took them all at
    * once, or a promise that settles once it has (rejecting if the connection
