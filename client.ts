@@ -210,6 +210,7 @@ export interface ClientOptions extends ConnectionOptions {
    * `cert` and `key` are this client's certificate and key, for a server
    * that asks for one (mutual TLS). The handshake counts in
    * `connectTimeout`; the server's certificate comes with `connected`.
+   * {@linkcode Client.setTls} replaces them for the connections to come.
    * @default {false}
    */
   tls?: boolean | ClientTlsOptions;
@@ -401,6 +402,8 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
    */
   #lastError: unknown;
   readonly #pool: Pool;
+  /** Its TLS settings, as made (undefined for plain TCP). */
+  readonly #tls: ClientTlsOptions | undefined;
   readonly #queue: OfflineQueue;
   readonly #membership: Membership;
   #closing: Promise<void> | undefined;
@@ -483,7 +486,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     this.#pool = new Pool({
       owner: this,
       transport: common.transport,
-      tls: checkClientTls("tls", options.tls),
+      tls: this.#tls = checkClientTls("tls", options.tls),
       connection: common.connection,
       connectionsPerServer: checkCount(
         "connectionsPerServer",
@@ -583,6 +586,46 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       throw new ClosedError("Cannot set servers: the client is closed");
     }
     this.#membership.set(entries);
+  }
+
+  /**
+   * Replaces the TLS settings for the connections made from now on (a
+   * renewed client certificate, another CA); connections already open keep
+   * theirs. Checked as the `tls` option is; nothing changes if it is
+   * invalid.
+   *
+   * @param tls The new settings, as the `tls` option (`true` for the
+   *   default trust store).
+   * @throws {TypeError} If `tls` is invalid or its PEM cannot be read, or the
+   *   client was made without `tls`.
+   * @throws {ClosedError} If the client is closed.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "@qtk/tcp-framework";
+   * const client = new Client({ host: "127.0.0.1", port: 9, reconnect: false, tls: true });
+   * client.setTls(true); // e.g. { ca, cert, key } read again from renewed files
+   * await client.close();
+   * ```
+   */
+  setTls(tls: true | ClientTlsOptions): void {
+    if (!this.#tls) {
+      throw new TypeError(
+        "Cannot set tls: this client was made without tls and speaks plain TCP",
+      );
+    }
+    const checked = checkClientTls("tls", tls);
+    if (checked === undefined) {
+      throw new TypeError(
+        `Invalid tls ${
+          quote(tls)
+        }: expected true or an object (TLS cannot be turned off)`,
+      );
+    }
+    if (this.#closing) {
+      throw new ClosedError("Cannot set tls: the client is closed");
+    }
+    this.#pool.setTls(checked);
   }
 
   /**

@@ -181,7 +181,8 @@ export interface ServerOptions extends ConnectionOptions {
    * connection is counted (`maxConnections`) as it is accepted and announced
    * (`connected`) once its handshake has succeeded; a failed handshake is an
    * `exception` alone (a {@linkcode TlsError}), and one not done within
-   * `timeout` a `TimeoutError`.
+   * `timeout` a `TimeoutError`. {@linkcode Server.setTls} replaces the
+   * certificate while the server runs.
    */
   tls?: ServerTlsOptions;
   /**
@@ -495,7 +496,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   /** Resolves `stop()`'s wait once the last connection has closed. */
   #emptied: (() => void) | undefined;
   #starting: Promise<void> | undefined;
-  readonly #tls: ServerTlsOptions | undefined;
+  #tls: ServerTlsOptions | undefined;
   readonly #authorize: ((socket: ServerSocket) => boolean) | undefined;
   readonly #proxy: ProxyPolicy | undefined;
   readonly #reusePort: boolean;
@@ -740,6 +741,66 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     if (!this.#listener) return Promise.resolve();
     this.#stopping ??= this.#stop(this.#listener);
     return this.#stopping;
+  }
+
+  /**
+   * Replaces the TLS settings for the handshakes that start from now on: a
+   * renewed certificate and key, and for mutual TLS the CAs client
+   * certificates must chain to (and `requestCert`). Connections already
+   * open, and handshakes under way, go on with what they began with, so
+   * certificates rotate without a restart and without dropping anything.
+   * Checked as the `tls` option is; on a server not started yet, it is what
+   * `start()` will use.
+   *
+   * @param tls The new settings, as the `tls` option.
+   * @throws {TypeError} If `tls` is invalid or cannot be read (the PEM, a
+   *   key that is not the certificate's), or the server was made without
+   *   `tls`: the settings in use stay.
+   *
+   * @example
+   * ```ts
+   * import { readFileSync, watch } from "node:fs";
+   * import { Server } from "@qtk/tcp-framework";
+   * const files = () => ({
+   *   cert: readFileSync("/etc/tls/tls.crt", "utf8"),
+   *   key: readFileSync("/etc/tls/tls.key", "utf8"),
+   * });
+   * export function serveRotating(): Server {
+   *   const server = new Server({ port: 7443, tls: files() });
+   *   // cert-manager and the like replace the files: reload them then.
+   *   watch("/etc/tls", () => {
+   *     try {
+   *       server.setTls(files());
+   *     } catch (error) {
+   *       console.error("keeping the current certificate:", error); // a half-written pair
+   *     }
+   *   });
+   *   return server;
+   * }
+   * ```
+   */
+  setTls(tls: ServerTlsOptions): void {
+    if (this.#tls === undefined) {
+      throw new TypeError(
+        "Cannot set tls: this server was made without tls and serves plain TCP",
+      );
+    }
+    const checked = checkServerTls("tls", tls);
+    if (checked === undefined) {
+      throw new TypeError(
+        "Invalid tls undefined: expected an object with cert and key (PEM)",
+      );
+    }
+    const listener = this.#listener;
+    if (listener !== undefined) {
+      if (listener.setTls === undefined) {
+        throw new TypeError(
+          "Cannot set tls: this server's transport cannot replace its certificate",
+        );
+      }
+      listener.setTls(checked);
+    }
+    this.#tls = checked;
   }
 
   /**

@@ -227,6 +227,8 @@ export class Pool {
   readonly #options: PoolOptions;
   readonly #hooks: PoolHooks;
   readonly #protocol: ProtocolVersion;
+  /** TLS settings of the connections made from now on (see `setTls`). */
+  #tls: ClientTlsOptions | undefined;
   #tickTimer: ReturnType<typeof setInterval> | undefined;
   #tickClock: TickClock | undefined;
   #closing = false;
@@ -237,7 +239,16 @@ export class Pool {
     this.#options = options;
     this.#hooks = hooks;
     this.#protocol = options.connection.protocol;
+    this.#tls = options.tls;
     this.balancer = new Balancer(options.roundRobin);
+  }
+
+  /**
+   * Replaces the TLS settings for the connections made from now on; open
+   * ones keep theirs.
+   */
+  setTls(tls: ClientTlsOptions): void {
+    this.#tls = tls;
   }
 
   /** The link for the next message, or undefined with none ready. */
@@ -491,7 +502,7 @@ export class Pool {
         conn = new Conn(framed, link);
         return framed;
       },
-      { tls: this.#options.tls, signal: attempt.signal },
+      { tls: this.#tls, signal: attempt.signal },
     );
     // The attempt is over when the transport settles or the signal aborts,
     // whichever comes first: a transport that cannot cancel its connect must

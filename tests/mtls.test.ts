@@ -1,6 +1,7 @@
-// Mutual TLS, peer identities and one vocabulary of TLS failures, with
-// certificates made at test time by openssl (tests/_certs.ts): a CA, a
-// server, clients of that CA and of another, and expired ones. Each test says it is skipped where openssl is missing.
+// Mutual TLS, peer identities, certificates replaced at runtime and one
+// vocabulary of TLS failures, with certificates made at test time by openssl
+// (tests/_certs.ts): a CA, a server, clients of that CA and of another, and
+// expired ones. Each test says it is skipped where openssl is missing.
 
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
@@ -391,4 +392,179 @@ test("authorize: a client refused by its certificate, or its address, reaches no
     () => new Server({ port: 0, authorize: true as never }),
     /Invalid authorize/,
   );
+});
+
+test("setTls: certificates rotate under load; nothing is dropped, and new handshakes get the new ones", async () => {
+  const certs = await certificates("rotation");
+  if (!certs) return;
+  const { server, seen } = await mtlsServer(certs);
+  await using _ = server;
+  const clientTls = {
+    ca: certs.ca,
+    cert: certs.client.cert,
+    key: certs.client.key,
+  };
+  const clients = Array.from(
+    { length: 4 },
+    () => clientOf(server.port, clientTls, true),
+  );
+  const clientEvents = { closed: 0, exceptions: [] as unknown[] };
+  const serials: string[] = [];
+  for (const client of clients) {
+    client.on("closed", () => clientEvents.closed++);
+    client.on("exception", (error) => clientEvents.exceptions.push(error));
+    client.on("connected", (_server, certificate) => {
+      serials.push(certificate!.serialNumber);
+    });
+  }
+  try {
+    await until(
+      () => clients.every((client) => client.connected),
+      5000,
+      "the clients",
+    );
+    // Each client: 40 rounds of 8 requests in flight; the server's
+    // certificate is replaced during round 10 of the first.
+    let rotated = false;
+    const load = clients.map(async (client, c) => {
+      let answered = 0;
+      for (let round = 0; round < 40; round++) {
+        if (c === 0 && round === 10) {
+          server.setTls({
+            cert: certs.server2.cert,
+            key: certs.server2.key,
+            ca: certs.ca,
+            requestCert: true,
+          });
+          rotated = true;
+        }
+        const replies = await Promise.all(
+          Array.from(
+            { length: 8 },
+            (_, i) =>
+              client.request(new Uint8Array([c, round, i]), { timeout: 5000 }),
+          ),
+        );
+        answered += replies.length;
+      }
+      return answered;
+    });
+    // A client that connects after the rotation gets the new certificate.
+    await until(() => rotated, 5000, "the rotation");
+    {
+      await using late = clientOf(server.port, clientTls);
+      const [, lateCertificate] = await next<[string, PeerCertificate]>(
+        late,
+        "connected",
+      );
+      assert.equal(lateCertificate.serialNumber, certs.server2.serial);
+      const reply = await late.request(encoder.encode("late"), {
+        timeout: 5000,
+      });
+      assert.equal(decoder.decode(reply), "late");
+    }
+    assert.deepEqual(await Promise.all(load), [320, 320, 320, 320]);
+    // The connections made before went on: none closed, none failed.
+    assert.deepEqual(serials, Array(4).fill(certs.server.serial));
+    assert.equal(clientEvents.closed, 0);
+    assert.deepEqual(clientEvents.exceptions, []);
+    assert.deepEqual(seen.exceptions, []);
+    assert.equal(seen.data, 4 * 320 + 1);
+
+    // A client's certificate, renewed: its next connection presents it.
+    clients[0].setTls({
+      ca: certs.ca,
+      cert: certs.client2.cert,
+      key: certs.client2.key,
+    });
+    await until(() => server.connections.size === 4, 5000, "late's close");
+    const before = seen.connected.length;
+    await Promise.all(
+      Array.from(server.connections, (socket) => socket.close()),
+    );
+    await until(
+      () => seen.connected.length === before + 4,
+      5000,
+      "the clients to reconnect",
+    );
+    assert.deepEqual(
+      seen.connected.slice(before).map((socket) =>
+        socket.peerCertificate?.serialNumber
+      ).sort(),
+      [
+        certs.client.serial,
+        certs.client.serial,
+        certs.client.serial,
+        certs.client2.serial,
+      ].sort(),
+    );
+    assert.deepEqual(serials.slice(4), Array(4).fill(certs.server2.serial));
+  } finally {
+    await Promise.all(clients.map((client) => client.close()));
+  }
+});
+
+test("setTls: settings that cannot be used throw, and the certificate in use stays", async () => {
+  const certs = await certificates("setTls errors");
+  if (!certs) return;
+  const { server } = await mtlsServer(certs);
+  await using _ = server;
+  assert.throws(
+    () =>
+      server.setTls({
+        cert: certs.server2.cert,
+        key: certs.client.key,
+        ca: certs.ca,
+        requestCert: true,
+      }),
+    (error: unknown) =>
+      error instanceof TypeError &&
+      /tls\.key: it is not the private key/.test(error.message),
+  );
+  assert.throws(
+    () =>
+      server.setTls({
+        cert: certs.server2.cert,
+        key: certs.server2.key,
+        ca: certs.ca,
+      }),
+    /requestCert/,
+  );
+  await using client = clientOf(server.port, {
+    ca: certs.ca,
+    cert: certs.client.cert,
+    key: certs.client.key,
+  });
+  const [, certificate] = await next<[string, PeerCertificate]>(
+    client,
+    "connected",
+  );
+  assert.equal(certificate.serialNumber, certs.server.serial);
+
+  await using plain = new Server({ host: HOST, port: 0 });
+  assert.throws(
+    () => plain.setTls({ cert: certs.server.cert, key: certs.server.key }),
+    /made without tls/,
+  );
+  await using plainClient = new Client({ port: 1, reconnect: false });
+  plainClient.on("exception", () => {});
+  assert.throws(() => plainClient.setTls(true), /made without tls/);
+  assert.throws(
+    () => client.setTls({ ca: certs.ca, cert: certs.client.cert }),
+    /cert without key/,
+  );
+  // A server not started yet takes them for its start.
+  await using later = new Server({
+    host: HOST,
+    port: 0,
+    tls: { cert: certs.server.cert, key: certs.server.key },
+  });
+  later.setTls({ cert: certs.server2.cert, key: certs.server2.key });
+  await later.start();
+  await using laterClient = clientOf(later.port, { ca: certs.ca });
+  const [, laterCertificate] = await next<[string, PeerCertificate]>(
+    laterClient,
+    "connected",
+  );
+  assert.equal(laterCertificate.serialNumber, certs.server2.serial);
 });

@@ -406,7 +406,7 @@ function sniName(host: string): string | undefined {
 function tlsServer(tls: ServerTlsOptions): nodeTls.Server {
   // The runtimes differ in what they check when (Deno's node:tls reads the
   // PEM at the first handshake): the option checks read it the same way on
-  // every runtime, and throw a TypeError.
+  // every runtime, and throw the TypeError setTls promises.
   checkServerTls("tls", tls);
   try {
     return nodeTls.createServer({
@@ -499,7 +499,7 @@ export async function listenNode(
     });
     return server;
   };
-  const tls = options?.tls ? handshakes(options.tls) : undefined;
+  let tls = options?.tls ? handshakes(options.tls) : undefined;
   const server = nodeNet.createServer((tcp) => {
     const connection = new NodeConnection(tls ? undefined : tcp, tcp);
     if (tls) {
@@ -535,6 +535,14 @@ export async function listenNode(
       server.close();
       return Promise.resolve();
     },
+    ...(tls
+      ? {
+        setTls(next: ServerTlsOptions) {
+          // Handshakes under way finish on the TLS Server they began on.
+          tls = handshakes(next);
+        },
+      }
+      : {}),
   };
 }
 

@@ -278,6 +278,13 @@ export interface TransportListener {
    * Connections already accepted stay open.
    */
   close(): Promise<void>;
+  /**
+   * On a TLS listener: the settings for the handshakes that start from now
+   * on (a renewed certificate, another CA); connections already open, or in
+   * their handshake, keep theirs.
+   * @throws {TypeError} If the runtime cannot use them; the old ones stay.
+   */
+  setTls?(tls: ServerTlsOptions): void;
 }
 
 /**
