@@ -887,6 +887,12 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
    */
   #drain(connection: Connection, deadline: number): void {
     if (connection.closed) return;
+    if (connection.handshaking) {
+      // Nothing read from it yet, nothing owed: its client connects again
+      // elsewhere, as if the listener had closed a moment sooner.
+      connection.framed.close();
+      return;
+    }
     connection.drainDeadline = Math.min(connection.drainDeadline, deadline);
     if (connection.draining) return;
     connection.draining = true;

@@ -412,3 +412,24 @@ test("tls: socket.peerCertificate is undefined without TLS, and when no client c
     assert.equal(certificate === undefined, tls === undefined);
   }
 });
+
+test("tls: stop() closes a connection still in its handshake at once, without an exception", async () => {
+  const server = new Server({
+    host: HOST,
+    port: 0,
+    gracePeriod: 5,
+    tls: { cert, key },
+  });
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
+  await server.start();
+  const peer = await RawSocket.connect(server.port); // and says nothing
+  await until(() => server.connections.size === 1, 5000, "the connection");
+  const started = performance.now();
+  await server.stop();
+  const took = performance.now() - started;
+  assert.ok(took < 1000, `stop() took ${took} ms`);
+  await peer.ended;
+  await peer.close();
+  assert.deepEqual(exceptions, []);
+});
