@@ -433,3 +433,17 @@ test("tls: stop() closes a connection still in its handshake at once, without an
   await peer.close();
   assert.deepEqual(exceptions, []);
 });
+
+test("tls: a peer that connects and leaves without a byte (a port check) is no exception", async () => {
+  const { server, exceptions } = await tlsEchoServer();
+  await using _ = server;
+  for (let i = 0; i < 3; i++) {
+    const peer = await RawSocket.connect(server.port);
+    await until(() => server.connections.size === 1, 5000, "the connection");
+    await peer.close();
+    await until(() => server.connections.size === 0, 5000, "its close");
+  }
+  assert.deepEqual(exceptions, []);
+  assert.equal(server.stats().tlsFailures, 0);
+  await assertServesTls(server);
+});
