@@ -498,6 +498,13 @@ test("setTls: certificates rotate under load; nothing is dropped, and new handsh
         certs.client2.serial,
       ].sort(),
     );
+    // The server counts a connection at its handshake, a client at the
+    // answer to its hello, a moment later: wait for the clients' side too.
+    await until(
+      () => serials.length === 8,
+      5000,
+      "the clients' connected events",
+    );
     assert.deepEqual(serials.slice(4), Array(4).fill(certs.server2.serial));
   } finally {
     await Promise.all(clients.map((client) => client.close()));
