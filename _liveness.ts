@@ -63,16 +63,14 @@ export function silence(
   );
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** Sends a heartbeat PING; none when the write buffer is full (not idle). */
 export function ping(
   framed: FramedConnection,
   protocol: ProtocolVersion,
 ): void {
   try {
-    framed.send({
-      sign: SIGN_PING,
-      uuid: randomUuid(protocol),
-      payload: new Uint8Array(0),
-    });
+    framed.send(SIGN_PING, randomUuid(protocol), EMPTY);
   } catch { /* a full buffer: traffic is flowing, no PING needed */ }
 }

@@ -26,6 +26,7 @@ import {
   SIGN_DATA,
 } from "./codec.ts";
 import { DeadlineTimer } from "./_deadlines.ts";
+import { sendFrame } from "./_connection.ts";
 import { emit, TypedEventTarget } from "./events.ts";
 import {
   hasMessageShape,
@@ -753,7 +754,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       hasMessageShape(message, this.#protocol)
     ) {
       // Connected: the uuid's characters are checked as they are encoded.
-      link.conn!.framed.sendData(message.uuid, message.data, transfer);
+      link.conn!.framed.send(SIGN_DATA, message.uuid, message.data, transfer);
       return;
     }
     this.#send(toDataFrame(message, this.#protocol), link, transfer);
@@ -996,7 +997,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       throw new ClosedError("Cannot send: the client is closed");
     }
     if (link !== undefined) {
-      link.conn!.framed.send(frame, transfer);
+      sendFrame(link.conn!.framed, frame, transfer);
       return undefined;
     }
     return this.#queue.push(frame, transfer);
@@ -1079,7 +1080,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
       queued.frame = undefined;
       const request = this.#pending.get(frame.uuid);
       const offset = framed.acceptedBytes;
-      framed.send(frame);
+      sendFrame(framed, frame);
       if (request) {
         this.#wrote(request, conn, offset);
         request.queued = undefined;

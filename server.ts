@@ -16,9 +16,14 @@
  * @module
  */
 
-import { type Frame, type ProtocolVersion, SIGN_PING } from "./codec.ts";
+import {
+  type Frame,
+  type ProtocolVersion,
+  SIGN_DATA,
+  SIGN_PING,
+} from "./codec.ts";
 import { ping, silence, TickClock } from "./_liveness.ts";
-import { FramedConnection } from "./_connection.ts";
+import { FramedConnection, sendFrame } from "./_connection.ts";
 import { gracePeriod } from "./_deadlines.ts";
 import { controlFrame, controlKind } from "./_control.ts";
 import { emit, TypedEventTarget } from "./events.ts";
@@ -421,7 +426,7 @@ class Connection implements ServerSocket {
         throw new ClosedError("Cannot send: the connection is closed");
       }
     }
-    this.framed.sendData(message.uuid, message.data, transfer);
+    this.framed.send(SIGN_DATA, message.uuid, message.data, transfer);
     this.dataOut++;
   }
 
@@ -897,7 +902,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     if (connection.draining) return;
     connection.draining = true;
     try {
-      connection.framed.send(controlFrame("going-away", this.#protocol));
+      sendFrame(connection.framed, controlFrame("going-away", this.#protocol));
     } catch { /* a full buffer: it is closed at its deadline, or when idle */ }
     this.#drainTimer ??= setInterval(() => this.#drainTick(), DRAIN_TICK_MS);
   }
@@ -1164,7 +1169,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
       }
       if (answer === undefined) return;
       try {
-        connection.framed.send(answer);
+        sendFrame(connection.framed, answer);
       } catch { /* a full buffer says more than a lost echo would */ }
       return;
     }

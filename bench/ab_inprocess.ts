@@ -11,6 +11,7 @@
 // pair has a slight edge.
 
 import { runtimeName, scriptArgs } from "./_runtime.ts";
+import type { Frame } from "../codec.ts";
 
 interface Side {
   codec: typeof import("../codec.ts");
@@ -66,12 +67,25 @@ function workloads(side: Side): Work[] {
         maxFrameSize: 1 << 26,
         maxBufferedBytes: 1 << 26,
       }, {
-        frame: (received) => connection.send(received),
+        frame: (received) => sendFrame(received),
         protocolError: (error) => {
           throw error;
         },
         closed() {},
       });
+    // Checkouts before the write path had one way in had two: send(frame)
+    // and sendData(uuid, payload).
+    const legacy = connection as unknown as {
+      send(frame: Frame): void;
+      sendData(uuid: string, payload: Uint8Array): void;
+    };
+    const oneWayIn = !("sendData" in connection);
+    const sendFrame = (f: Frame) =>
+      oneWayIn ? connection.send(f.sign, f.uuid, f.payload) : legacy.send(f);
+    const sendData = (data: Uint8Array) =>
+      oneWayIn
+        ? connection.send(0x11, uuid, data)
+        : legacy.sendData(uuid, data);
     const chunk = new Uint8Array(BATCH * (45 + size));
     for (let i = 0; i < BATCH; i++) {
       chunk.set(side.codec.encodeFrame(frame), i * (45 + size));
@@ -80,7 +94,7 @@ function workloads(side: Side): Work[] {
       name: `send ${BATCH} x ${size} B`,
       frames: BATCH,
       async run() {
-        for (let i = 0; i < BATCH; i++) connection.sendData(uuid, payload);
+        for (let i = 0; i < BATCH; i++) sendData(payload);
         await connection.drained();
       },
     });

@@ -139,7 +139,7 @@ for (const [label, size] of [["64 B", 64], ["16 KiB", 16 * KiB]] as const) {
     maxFrameSize: 64 * MiB,
     maxBufferedBytes: 64 * MiB,
   }, {
-    frame: (frame) => connection.send(frame),
+    frame: (frame) => connection.send(frame.sign, frame.uuid, frame.payload),
     protocolError: (error) => {
       throw error;
     },
@@ -153,7 +153,9 @@ for (const [label, size] of [["64 B", 64], ["16 KiB", 16 * KiB]] as const) {
     name: `FramedConnection send ${BATCH} x ${label}`,
     group: `send path ${label}`,
     async fn() {
-      for (let i = 0; i < BATCH; i++) connection.sendData(uuid, payload);
+      for (let i = 0; i < BATCH; i++) {
+        connection.send(SIGN_DATA, uuid, payload);
+      }
       await connection.drained();
     },
   });

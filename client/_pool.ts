@@ -7,7 +7,7 @@
 import { ping, silence, TickClock } from "../_liveness.ts";
 import type { Frame, ProtocolVersion } from "../codec.ts";
 import { SIGN_DATA } from "../codec.ts";
-import { FramedConnection } from "../_connection.ts";
+import { FramedConnection, sendFrame } from "../_connection.ts";
 import { controlFrame, controlKind } from "../_control.ts";
 import { gracePeriod } from "../_deadlines.ts";
 import { ClosedError, TimeoutError } from "../errors.ts";
@@ -554,7 +554,7 @@ export class Pool {
     // hello-ack, a 3.x or 2.x one with its echo): a connection the system
     // completed but no server will read (in the backlog of a listener about
     // to close, or a load balancer with no backend) then loses nothing.
-    framed.send(controlFrame("hello", this.#protocol));
+    sendFrame(framed, controlFrame("hello", this.#protocol));
     // The answer counts in the attempt's connectTimeout too.
     const helloMs = Math.max(
       0,
@@ -677,7 +677,7 @@ export class Pool {
     if (!closingAlready) conn.leavingSince = performance.now();
     conn.doneWriting = true;
     try {
-      conn.framed.send(controlFrame("done-writing", this.#protocol));
+      sendFrame(conn.framed, controlFrame("done-writing", this.#protocol));
     } catch { /* full: the server closes it at the end of its grace period */ }
     clearTimeout(conn.helloTimer);
     const link = conn.link;

@@ -13,7 +13,7 @@ import {
   SIGN_DATA,
   SIGN_PING,
 } from "../mod.ts";
-import { FramedConnection } from "../_connection.ts";
+import { FramedConnection, sendFrame } from "../_connection.ts";
 import { BufferFullError, ClosedError } from "../errors.ts";
 import type { TransportConnection } from "../transport/transport.ts";
 
@@ -118,9 +118,9 @@ test("FramedConnection: frames sent in one turn go out in one write, as encodeFr
     const a: Frame = { sign: SIGN_DATA, uuid: id, payload: patterned(10) };
     const b: Frame = { sign: SIGN_PING, uuid: id, payload: new Uint8Array() };
     const c: Frame = { sign: SIGN_DATA, uuid: id, payload: patterned(3000) };
-    connection.send(a);
-    connection.send(b);
-    connection.sendData(c.uuid, c.payload);
+    sendFrame(connection, a);
+    sendFrame(connection, b);
+    connection.send(SIGN_DATA, c.uuid, c.payload);
     assert.equal(transport.writes.length, 0, "nothing before the turn ends");
     assert.equal(
       connection.bufferedAmount,
@@ -148,11 +148,11 @@ test("FramedConnection: while a write is out, what is sent waits and then goes o
     uuid,
     payload: patterned(100, i),
   });
-  connection.send(frame(0));
+  sendFrame(connection, frame(0));
   await turn();
   assert.equal(transport.writes.length, 1);
   for (let i = 1; i <= 5; i++) {
-    connection.send(frame(i));
+    sendFrame(connection, frame(i));
     await turn();
   }
   assert.equal(transport.writes.length, 1, "one write at a time");
@@ -174,11 +174,11 @@ test("FramedConnection: write buffers come back to the pool and are reused; payl
   const transport = new FakeTransport();
   const { connection } = connect(transport);
   const payload = patterned(200);
-  connection.sendData(uuid, payload);
+  connection.send(SIGN_DATA, uuid, payload);
   // The caller may reuse its payload as soon as send returns.
   payload.fill(0xaa);
   await connection.drained();
-  connection.sendData(uuid, payload);
+  connection.send(SIGN_DATA, uuid, payload);
   await connection.drained();
   assert.equal(transport.writes.length, 2);
   assertSameBytes(
@@ -205,9 +205,9 @@ test("FramedConnection: a frame larger than a write buffer is spread over severa
     uuid,
     payload: patterned(700 * 1024, 2),
   };
-  connection.send(small);
-  connection.send(large);
-  connection.send(small);
+  sendFrame(connection, small);
+  sendFrame(connection, large);
+  sendFrame(connection, small);
   for (let i = 0; i < 20 && connection.bufferedAmount > 0; i++) {
     await turn();
     transport.release();
@@ -234,9 +234,9 @@ test("FramedConnection: a large frame sent with transfer after small ones in the
       encodeFrame({ sign: SIGN_DATA, uuid, payload: large }),
       encodeFrame(small),
     );
-    connection.send(small);
-    connection.sendData(uuid, large.slice(), true);
-    connection.send(small);
+    sendFrame(connection, small);
+    connection.send(SIGN_DATA, uuid, large.slice(), true);
+    sendFrame(connection, small);
     assert.equal(connection.bufferedAmount, expected.length, `hold ${hold}`);
     for (let i = 0; i < 20 && connection.bufferedAmount > 0; i++) {
       await turn();
@@ -259,7 +259,7 @@ test("FramedConnection: a partial writeNow of a large frame is followed by the r
       payload: patterned(600 * 1024, takes),
     };
     const payload = large.payload.slice();
-    connection.sendData(uuid, payload);
+    connection.send(SIGN_DATA, uuid, payload);
     payload.fill(0); // its bytes were taken or copied before send returned
     await connection.drained();
     assert.ok(transport.takenNow.length >= 1, `takes ${takes}`);
@@ -272,9 +272,9 @@ test("FramedConnection: past maxBufferedBytes a send throws BufferFullError and 
   const transport = new FakeTransport({ hold: true });
   const { connection } = connect(transport, { maxBufferedBytes: 1000 });
   const frame: Frame = { sign: SIGN_DATA, uuid, payload: patterned(500) };
-  connection.send(frame);
+  sendFrame(connection, frame);
   assert.throws(
-    () => connection.send(frame),
+    () => sendFrame(connection, frame),
     (error) =>
       error instanceof BufferFullError && error.buffered === 545 &&
       error.limit === 1000 && error.frameSize === 545 &&
@@ -289,8 +289,8 @@ test("FramedConnection: past maxBufferedBytes a send throws BufferFullError and 
 
   // An empty buffer takes one frame however large, so it can still be sent.
   const big: Frame = { sign: SIGN_DATA, uuid, payload: patterned(5000) };
-  connection.send(big);
-  assert.throws(() => connection.send(small()), BufferFullError);
+  sendFrame(connection, big);
+  assert.throws(() => sendFrame(connection, small()), BufferFullError);
   await turn();
   transport.release();
   await connection.drained();
@@ -305,13 +305,15 @@ test("FramedConnection: a non-ASCII uuid is refused before a byte of it is queue
   const transport = new FakeTransport();
   const { connection } = connect(transport);
   const ok: Frame = { sign: SIGN_DATA, uuid, payload: patterned(20) };
-  connection.send(ok);
+  sendFrame(connection, ok);
   assert.throws(
-    () => connection.sendData("é".repeat(36), patterned(20)),
+    () => connection.send(SIGN_DATA, "é".repeat(36), patterned(20)),
     TypeError,
   );
-  assert.throws(() => connection.sendData("é".repeat(36), new Uint8Array()));
-  connection.send(ok);
+  assert.throws(() =>
+    connection.send(SIGN_DATA, "é".repeat(36), new Uint8Array())
+  );
+  sendFrame(connection, ok);
   await connection.drained();
   assertSameBytes(transport.all(), concat(encodeFrame(ok), encodeFrame(ok)));
 });
@@ -338,7 +340,7 @@ test("FramedConnection: frames in across chunks; bytes that are not a frame clos
 test("FramedConnection: once ended, sends throw ClosedError and waiting drained() rejects", async () => {
   const transport = new FakeTransport({ hold: true });
   const { connection, closed } = connect(transport);
-  connection.send({ sign: SIGN_DATA, uuid, payload: patterned(10) });
+  sendFrame(connection, { sign: SIGN_DATA, uuid, payload: patterned(10) });
   await turn();
   const drained = connection.drained();
   const failure = new Error("reset");
@@ -347,7 +349,12 @@ test("FramedConnection: once ended, sends throw ClosedError and waiting drained(
   assert.equal(closed(), failure);
   assert.equal(connection.bufferedAmount, 0);
   assert.throws(
-    () => connection.send({ sign: SIGN_PING, uuid, payload: new Uint8Array() }),
+    () =>
+      sendFrame(connection, {
+        sign: SIGN_PING,
+        uuid,
+        payload: new Uint8Array(),
+      }),
     ClosedError,
   );
   await assert.rejects(connection.drained(), ClosedError);

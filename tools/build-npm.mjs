@@ -82,9 +82,13 @@ writeFileSync(
 try {
   // The tests first, unchecked (`deno task check` checks them), so the
   // package's modules are then emitted by the checked build below.
-  const tests = readdirSync(join(root, "tests"))
-    .filter((name) => name.endsWith(".test.ts"))
-    .map((name) => join("tests", name));
+  const tests = ["tests", join("tests", "unit")].flatMap((dir) =>
+    existsSync(join(root, dir))
+      ? readdirSync(join(root, dir))
+        .filter((name) => name.endsWith(".test.ts"))
+        .map((name) => join(dir, name))
+      : []
+  );
   // And the examples, which tests/examples.test.ts runs.
   const examples = readdirSync(join(root, "examples"))
     .filter((name) => name.endsWith(".ts"))

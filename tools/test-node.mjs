@@ -7,6 +7,7 @@
 import { spawnSync } from "node:child_process";
 import {
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -81,9 +82,13 @@ if (build.status !== 0) process.exit(build.status ?? 1);
   }
 }
 
-const tests = readdirSync(join(root, "npm", "tests"))
-  .filter((name) => name.endsWith(".test.js"))
-  .sort();
+const tests = ["", "unit"].flatMap((dir) =>
+  existsSync(join(root, "npm", "tests", dir))
+    ? readdirSync(join(root, "npm", "tests", dir))
+      .filter((name) => name.endsWith(".test.js"))
+      .map((name) => dir === "" ? name : `${dir}/${name}`)
+    : []
+).sort();
 const files = [];
 for (const name of tests) {
   if (name in notOnNode) {
