@@ -28,10 +28,15 @@ interface FramedConnectionOptions {
   borrowPayloads?: boolean;
 }
 
-/** Borrowed payloads need `ArrayBuffer.prototype.transfer` to be detached. */
+/**
+ * Borrowed payloads need `ArrayBuffer.prototype.transfer` to be detached, and
+ * lending pays only where reads can go into memory the connection reuses: on
+ * Bun every read arrives in fresh memory and JavaScriptCore's `transfer()`
+ * copies, so there `borrowPayloads` lends nothing (payloads are given).
+ */
 const canDetach =
   typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
-    "function";
+    "function" && !("Bun" in globalThis);
 
 /** Detaches `buffer` from its views; its memory, or undefined if it can't. */
 function detach(buffer: ArrayBufferLike): ArrayBuffer | undefined {

@@ -101,7 +101,8 @@ export interface ConnectionOptions {
    * `ArrayBuffer.prototype.transfer` (Node.js 20) nothing is detached or
    * reused, and payloads behave as without this option. It pays on Deno;
    * on Bun, whose `transfer()` copies and whose reads come in fresh memory
-   * anyway, it costs more than it saves (bench/README.md has the figures).
+   * anyway, it would cost more than it saves, so there it does nothing
+   * either (bench/README.md has the figures).
    * @default {false}
    */
   borrowPayloads?: boolean;

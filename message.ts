@@ -92,8 +92,8 @@ export interface SendOptions {
    * its read buffer; a pooled Node.js `Buffer`) is copied, as is any payload
    * where the runtime has no `transfer()` (Node.js 20) or the buffer cannot be
    * detached (a `SharedArrayBuffer`); the caller's buffer is then left as it
-   * is. On Bun, JavaScriptCore's `transfer()` itself copies a large buffer,
-   * so there the copy is the runtime's instead of the framework's.
+   * is. On Bun, whose JavaScriptCore `transfer()` itself copies a large
+   * buffer, nothing is taken either: the framework copies, as without it.
    * @default {false}
    */
   transfer?: boolean;
@@ -121,9 +121,14 @@ export function wantsTransfer(options: SendOptions | undefined): boolean {
   return transfer === true;
 }
 
+/**
+ * Whether taking a payload's memory pays: V8's `transfer()` moves it (under
+ * a microsecond per MiB); JavaScriptCore's (Bun) copies it, which costs what
+ * the framework's own copy would, so there `transfer` takes nothing.
+ */
 const transferable =
   typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
-    "function";
+    "function" && !("Bun" in globalThis);
 
 /**
  * The payload of a send with `transfer`: its memory, moved out of the caller's
