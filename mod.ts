@@ -62,6 +62,13 @@ export type {
   TrafficStats,
 } from "./stats.ts";
 export type { Message, SendOptions } from "./message.ts";
+export {
+  type ByteConnection,
+  type ByteStreams,
+  frameStream,
+  type FrameStreamOptions,
+  type FrameStreamPair,
+} from "./frame_stream.ts";
 export type {
   Accept,
   ClientTlsOptions,
