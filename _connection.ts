@@ -13,6 +13,7 @@ import {
 } from "./codec.ts";
 import { NetworkError } from "./errors.ts";
 import { FrameWriter } from "./_frame_writer.ts";
+import { canDetach, detach } from "./_bytes.ts";
 import type {
   ConnectionHandler,
   PeerCertificate,
@@ -26,30 +27,6 @@ interface FramedConnectionOptions {
   maxBufferedBytes: number;
   /** Lend payloads for the `frame` event's duration (see `borrowPayloads`). */
   borrowPayloads?: boolean;
-}
-
-/**
- * Borrowed payloads need `ArrayBuffer.prototype.transfer` to be detached, and
- * lending pays only where reads can go into memory the connection reuses: on
- * Bun every read arrives in fresh memory and JavaScriptCore's `transfer()`
- * copies, so there `borrowPayloads` lends nothing (payloads are given).
- */
-const canDetach =
-  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
-    "function" && !("Bun" in globalThis);
-
-/** Detaches `buffer` from its views; its memory, or undefined if it can't. */
-function detach(buffer: ArrayBufferLike): ArrayBuffer | undefined {
-  const movable = buffer as ArrayBuffer & {
-    detached?: boolean;
-    transfer?: () => ArrayBuffer;
-  };
-  if (!(movable instanceof ArrayBuffer) || movable.detached) return undefined;
-  try {
-    return movable.transfer!();
-  } catch {
-    return undefined;
-  }
 }
 
 /** The read buffer of a connection that lends payloads: its sizes. */

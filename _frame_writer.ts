@@ -13,7 +13,7 @@ import {
   writeHeader,
 } from "./codec.ts";
 import { BufferFullError, ClosedError } from "./errors.ts";
-import { takePayload } from "./message.ts";
+import { takePayload } from "./_bytes.ts";
 import type { TransportConnection } from "./transport/transport.ts";
 
 /**

@@ -27,7 +27,7 @@ import {
   latin1Slice,
   PayloadArray,
   slowDataView,
-} from "./transport/_bytes.ts";
+} from "./_bytes.ts";
 
 /** Sign byte of a heartbeat frame. @example `frame.sign === SIGN_PING` */
 export const SIGN_PING = 0x01;

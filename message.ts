@@ -122,37 +122,6 @@ export function wantsTransfer(options: SendOptions | undefined): boolean {
 }
 
 /**
- * Whether taking a payload's memory pays: V8's `transfer()` moves it (under
- * a microsecond per MiB); JavaScriptCore's (Bun) copies it, which costs what
- * the framework's own copy would, so there `transfer` takes nothing.
- */
-const transferable =
-  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
-    "function" && !("Bun" in globalThis);
-
-/**
- * The payload of a send with `transfer`: its memory, moved out of the caller's
- * reach by detaching its `ArrayBuffer` (no copy), or undefined where that
- * cannot be done (the caller then copies what it keeps, as without transfer).
- */
-export function takePayload(data: Uint8Array): Uint8Array | undefined {
-  const buffer = data.buffer as ArrayBuffer & {
-    transfer?: () => ArrayBuffer;
-    detached?: boolean;
-  };
-  if (
-    transferable && data.byteOffset === 0 &&
-    data.byteLength === buffer.byteLength && buffer instanceof ArrayBuffer &&
-    !buffer.detached
-  ) {
-    try {
-      return new Uint8Array(buffer.transfer!());
-    } catch { /* not detachable (e.g. a WebAssembly memory) */ }
-  }
-  return undefined;
-}
-
-/**
  * A new random uuid in the protocol's form: a UUID with dashes (36
  * characters) for protocol 3, without them (32) for protocol 2.
  */

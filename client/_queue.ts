@@ -4,7 +4,7 @@
 // nothing queued with it.
 
 import { type Frame, headerSize, type ProtocolVersion } from "../codec.ts";
-import { takePayload } from "../message.ts";
+import { takePayload } from "../_bytes.ts";
 import { PayloadCopies } from "../_payload_copies.ts";
 import { BufferFullError } from "../errors.ts";
 

@@ -1,14 +1,25 @@
-// The running runtime's fastest ways with bytes, for the codec. Looking at the
-// runtime is the transport layer's job, so the codec asks here rather than
-// probing for Bun itself; each is checked once, at load, and is undefined (or
-// false) where the plain web-platform way is as fast.
+// Bytes and memory, in one place: what payloads are made of (Buffers on
+// Node.js), how memory is taken without zeroing it, how it is moved out of a
+// caller's reach (detach), and the runtime's faster ways with bytes. The codec,
+// the connection and the send path all ask here, so every probe is written
+// once and runs once, at load; each answer is undefined (or false) where the
+// plain web-platform way is as fast.
+
+/** Bun: JavaScriptCore, with byte functions of its own. */
+const onBun = "Bun" in globalThis;
+/**
+ * Whether this is Node.js: neither Deno nor Bun, with Node's global `Buffer`
+ * (Deno 2 has a global `Buffer` too, so its name alone does not tell).
+ */
+const onNode = !("Deno" in globalThis) && !onBun &&
+  typeof (globalThis as { Buffer?: unknown }).Buffer === "function";
 
 /**
  * Whether DataView reads are slower than byte loads: so on Bun
  * (JavaScriptCore); on V8 (Deno, Node.js) a DataView reads a header about 3×
  * faster than byte by byte.
  */
-export const slowDataView: boolean = "Bun" in globalThis;
+export const slowDataView: boolean = onBun;
 
 /**
  * Bun's native `Buffer.prototype.latin1Slice`, which also reads a plain
@@ -20,7 +31,7 @@ export const slowDataView: boolean = "Bun" in globalThis;
 export const latin1Slice:
   | ((this: Uint8Array, start: number, end: number) => string)
   | undefined = (() => {
-    if (!("Bun" in globalThis)) return undefined;
+    if (!onBun) return undefined;
     const slice =
       (globalThis as { Buffer?: { prototype?: { latin1Slice?: unknown } } })
         .Buffer?.prototype?.latin1Slice;
@@ -34,13 +45,6 @@ export const latin1Slice:
       return undefined;
     }
   })();
-
-/**
- * Whether this is Node.js: neither Deno nor Bun, with Node's global `Buffer`
- * (Deno 2 has a global `Buffer` too, so its name alone does not tell).
- */
-const isNode = !("Deno" in globalThis) && !("Bun" in globalThis) &&
-  typeof (globalThis as { Buffer?: unknown }).Buffer === "function";
 
 /** What the codec makes payloads with: a view, or a fresh array of a length. */
 export interface PayloadConstructor {
@@ -60,7 +64,7 @@ export interface PayloadConstructor {
  * `Buffer`'s does not).
  */
 export const PayloadArray: PayloadConstructor = (() => {
-  if (!isNode) return Uint8Array;
+  if (!onNode) return Uint8Array;
   const NodeBuffer = (globalThis as unknown as {
     Buffer: { prototype: object };
   }).Buffer;
@@ -84,7 +88,7 @@ export const PayloadArray: PayloadConstructor = (() => {
  * shared pool). Undefined on Deno.
  */
 export const allocUnsafe: ((size: number) => Uint8Array) | undefined = (() => {
-  if (isNode) {
+  if (onNode) {
     const NodeBuffer = (globalThis as unknown as {
       Buffer: { allocUnsafeSlow(size: number): Uint8Array };
     }).Buffer;
@@ -102,3 +106,51 @@ export const allocUnsafe: ((size: number) => Uint8Array) | undefined = (() => {
   } catch { /* not the function we know */ }
   return undefined;
 })();
+
+/**
+ * Whether memory is detached from its views here: where
+ * `ArrayBuffer.prototype.transfer` moves it. V8's does (Deno, Node.js 21 and
+ * later: under a microsecond per MiB); Node.js 20 has none; JavaScriptCore's
+ * (Bun) copies a large buffer, which costs what the framework's own copy
+ * would, and Bun's reads arrive in fresh memory anyway, so there `transfer`
+ * takes nothing and `borrowPayloads` lends nothing. Where this is false,
+ * memory that must leave the caller's reach is copied instead.
+ */
+export const canDetach: boolean =
+  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer ===
+    "function" && !onBun;
+
+/**
+ * Detaches `buffer` from every view of it: its memory under a new
+ * `ArrayBuffer`, or undefined if it cannot be (see {@linkcode canDetach}),
+ * is detached already, is a `SharedArrayBuffer`, or is memory the runtime
+ * will not let go, such as a WebAssembly memory's.
+ */
+export function detach(buffer: ArrayBufferLike): ArrayBuffer | undefined {
+  if (!canDetach) return undefined;
+  const movable = buffer as ArrayBuffer & {
+    detached?: boolean;
+    transfer?: () => ArrayBuffer;
+  };
+  if (!(movable instanceof ArrayBuffer) || movable.detached) return undefined;
+  try {
+    return movable.transfer!();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The payload of a send with `transfer`: its memory, moved out of the caller's
+ * reach by detaching its `ArrayBuffer` (no copy), or undefined where that
+ * cannot be done (the caller then copies what it keeps, as without transfer).
+ * Only a view of a whole buffer is taken: detaching part of one would take
+ * the rest from the caller too.
+ */
+export function takePayload(data: Uint8Array): Uint8Array | undefined {
+  if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) {
+    return undefined;
+  }
+  const memory = detach(data.buffer);
+  return memory === undefined ? undefined : new Uint8Array(memory);
+}
