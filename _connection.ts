@@ -19,7 +19,7 @@ import type {
   PeerCertificate,
   TransportConnection,
 } from "./transport/transport.ts";
-import { networkError } from "./transport/_shared.ts";
+import { networkError } from "./_network_error.ts";
 
 interface FramedConnectionOptions {
   protocol: ProtocolVersion;

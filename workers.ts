@@ -36,10 +36,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { checkCount, checkSeconds } from "./_options.ts";
 import { quote } from "./_quote.ts";
-import {
-  nodeReusePortProblem,
-  reusePortOsProblem,
-} from "./transport/_shared.ts";
+import { nodeReusePortProblem, reusePortOsProblem } from "./_reuse_port.ts";
 
 /**
  * The environment variable that tells a worker its number (0 to workers - 1).

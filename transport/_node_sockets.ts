@@ -28,12 +28,8 @@ import type {
   TransportConnection,
   TransportListener,
 } from "./transport.ts";
-import {
-  caList,
-  networkError,
-  throwIfAborted,
-  untilAborted,
-} from "./_shared.ts";
+import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
+import { networkError } from "../_network_error.ts";
 import { checkServerTls } from "./_tls.ts";
 
 /** The few members of a runtime's error these functions read. */

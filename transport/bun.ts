@@ -10,12 +10,9 @@ import type {
   TransportConnection,
 } from "./transport.ts";
 import type * as NodeSockets from "./_node_sockets.ts";
-import {
-  networkError,
-  reusePortOsProblem,
-  throwIfAborted,
-  untilAborted,
-} from "./_shared.ts";
+import { throwIfAborted, untilAborted } from "./_shared.ts";
+import { networkError } from "../_network_error.ts";
+import { reusePortOsProblem } from "../_reuse_port.ts";
 import { NetworkError } from "../errors.ts";
 
 // The few members of Bun's socket API this adapter uses; declared here so the

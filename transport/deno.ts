@@ -10,7 +10,9 @@ import type {
   TransportConnection,
 } from "./transport.ts";
 import type * as NodeSockets from "./_node_sockets.ts";
-import { networkError, reusePortOsProblem, throwIfAborted } from "./_shared.ts";
+import { throwIfAborted } from "./_shared.ts";
+import { networkError } from "../_network_error.ts";
+import { reusePortOsProblem } from "../_reuse_port.ts";
 
 // The few members of Deno's socket API this adapter uses; declared here so the
 // module type-checks anywhere (tsc for the npm build has no Deno types).

@@ -2,7 +2,7 @@
 // _node_sockets.ts, which Deno and Bun use for TLS too).
 
 import type { Transport } from "./transport.ts";
-import { nodeReusePortProblem, reusePortOsProblem } from "./_shared.ts";
+import { nodeReusePortProblem, reusePortOsProblem } from "../_reuse_port.ts";
 import { connectNode, listenNode } from "./_node_sockets.ts";
 
 /**

@@ -25,7 +25,7 @@ import type {
   TransportConnection,
   TransportListener,
 } from "./transport.ts";
-import { networkError } from "./_shared.ts";
+import { networkError } from "../_network_error.ts";
 
 // Not a literal, so that Deno's module graph does not follow it: Deno loads
 // (and `deno info` lists) every module a literal `import()` names, and this
