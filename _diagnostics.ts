@@ -79,6 +79,30 @@ export const REQUEST_TRACE = "tcp-framework:request";
  */
 export const MESSAGE_TRACE = "tcp-framework:server:message";
 
+// The trace contexts as client.ts and server.ts build them: diagnostics.ts's
+// RequestContext and MessageContext with the classes as parameters, so that
+// the publishers need not import diagnostics.ts, which names the classes for
+// subscribers (an import circle, if only of types). tests/typing.test.ts
+// checks that these say what the public types say.
+
+/** diagnostics.ts's `RequestContext`, of a `Client`. */
+export interface RequestContextOf<Client> {
+  client: Client;
+  uuid: string;
+  size: number;
+  replySize?: number;
+  error?: unknown;
+}
+
+/** diagnostics.ts's `MessageContext`, of a `Server` and its socket. */
+export interface MessageContextOf<Server, Socket> {
+  server: Server;
+  socket: Socket;
+  uuid: string;
+  size: number;
+  error?: unknown;
+}
+
 /** The channels, once node:diagnostics_channel is loaded. */
 export interface Channels {
   opened: Channel;

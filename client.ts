@@ -56,10 +56,10 @@ import type {
 import { checkClientTls } from "./transport/_tls.ts";
 import type { ClientStats } from "./stats.ts";
 import { TrafficTotals } from "./_stats.ts";
-import type { RequestContext } from "./diagnostics.ts";
 import {
   channels,
   loadChannels,
+  type RequestContextOf,
   type Trace,
   traceSync,
   tracing,
@@ -803,7 +803,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     data: Uint8Array,
     options: RequestOptions,
   ): Promise<Uint8Array> {
-    const context: RequestContext = {
+    const context: RequestContextOf<Client> = {
       client: this,
       uuid: randomUuid(this.#protocol),
       size: data instanceof Uint8Array ? data.length : 0,

@@ -60,12 +60,12 @@ import { quote } from "./_quote.ts";
 import type { ProxyHeader } from "./proxy_protocol.ts";
 import { checkServerTls } from "./transport/_tls.ts";
 import type { ConnectionStats, ServerStats } from "./stats.ts";
-import type { MessageContext } from "./diagnostics.ts";
 import { trafficOf, TrafficTotals } from "./_stats.ts";
 import {
   type Channel,
   channels,
   loadChannels,
+  type MessageContextOf,
   type Trace,
   traceSync,
   tracing,
@@ -482,7 +482,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   #timeouts = 0;
   #quietResets = 0;
   /** The traced `data` dispatch under way, if any. */
-  #tracedMessage: MessageContext | undefined;
+  #tracedMessage: MessageContextOf<Server, ServerSocket> | undefined;
   #listener: TransportListener | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #tickClock: TickClock | undefined;
@@ -1183,7 +1183,7 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
   }
 
   #traceData(trace: Trace, connection: Connection, frame: Frame): void {
-    const context: MessageContext = {
+    const context: MessageContextOf<Server, ServerSocket> = {
       server: this,
       socket: connection,
       uuid: frame.uuid,

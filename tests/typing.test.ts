@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { HOST } from "./_helpers.ts";
-import { Client, Server } from "../mod.ts";
+import { Client, Server, type ServerSocket } from "../mod.ts";
+import type { MessageContext, RequestContext } from "../diagnostics.ts";
+import type { MessageContextOf, RequestContextOf } from "../_diagnostics.ts";
 
 test("types: a promise's resolve listens for the first connection", async () => {
   await using server = new Server({ host: HOST, port: 0 });
@@ -16,4 +18,19 @@ test("types: a promise's resolve listens for the first connection", async () => 
   // Positional arguments keep their types: a wrong one is refused.
   // @ts-expect-error: the socket is not a number
   server.off("data", (socket: number) => socket);
+});
+
+// client.ts and server.ts build their trace contexts as _diagnostics.ts's
+// shapes, because importing diagnostics.ts (which names the classes) would
+// make an import circle: a field one has and the other lacks, or a type or
+// an optional mark they disagree on, fails the type check here.
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends
+  (<T>() => T extends B ? 1 : 2) ? true : false;
+const contextsAgree: [
+  Same<RequestContext, RequestContextOf<Client>>,
+  Same<MessageContext, MessageContextOf<Server, ServerSocket>>,
+] = [true, true];
+
+test("types: the trace contexts published are the documented ones", () => {
+  assert.deepEqual(contextsAgree, [true, true]);
 });
