@@ -2,9 +2,10 @@
  * The transport of the runtime this code runs on, and the only module that
  * chooses one: Deno's or Bun's own sockets, or `node:net` / `node:tls`
  * elsewhere (Node.js). Only that runtime's adapter is ever loaded, by a
- * dynamic import that starts with this module but does not hold its import
- * up, so a Deno or Bun program never loads the Node.js modules and a Node.js
- * one never loads the others.
+ * dynamic import on the first `listen` or `connect`: a Deno or Bun program
+ * never loads the Node.js modules, a Node.js one never loads the others, and
+ * a program that brings its own {@linkcode Transport} (or never opens a
+ * socket) loads none.
  *
  * @example
  * ```ts
@@ -41,11 +42,14 @@ async function loadAdapter(): Promise<Transport> {
   return node.nodeTransport;
 }
 
-// Started now rather than on the first listen or connect, so that neither
-// waits for it (loading node:tls takes a while). A failure is reported by the
-// calls that await it.
-const loading: Promise<Transport> = loadAdapter();
-loading.catch(() => {});
+// Loaded on the first listen or connect, not as this module is: every
+// Server and Client imports this module for its default transport, so loading
+// here would load the adapter (and, on Node.js, node:net and node:tls) for a
+// caller who brings its own transport too. The first listen or connect waits
+// for it instead: about 4 ms on Node.js 20 (node:net and node:tls), which
+// the old eager load hid only when the program did something else first. A
+// failure is kept, and reported by every call that awaits it.
+let loading: Promise<Transport> | undefined;
 
 /**
  * Forwards to the adapter once it is loaded: both calls of the contract are
@@ -55,7 +59,7 @@ class RuntimeTransport implements Transport {
   #adapter: Transport | undefined;
 
   async #load(): Promise<Transport> {
-    return this.#adapter = await loading;
+    return this.#adapter = await (loading ??= loadAdapter());
   }
 
   async listen(
@@ -90,8 +94,7 @@ let transport: Transport | undefined;
 /**
  * The transport of the runtime this code runs on: Deno's or Bun's own
  * sockets, or `node:net` / `node:tls` elsewhere (Node.js). Its adapter is
- * loaded in the background as this module is; `listen` and `connect` wait for
- * it if they come first.
+ * loaded by the first `listen` or `connect`, which waits for it.
  *
  * @returns The transport (always the same object).
  *
