@@ -14,7 +14,7 @@ import { quote } from "./_quote.ts";
 export function checkKnownKeys(
   what: string,
   value: object,
-  known: Readonly<Record<string, true>>,
+  known: Readonly<Record<string, unknown>>,
 ): void {
   let unknown: string[] | undefined;
   for (const key of Object.keys(value)) {

@@ -1,9 +1,16 @@
-// Option checks shared by Server and Client: each throws a TypeError or
-// RangeError that names the option and quotes the value.
+// The options Server and Client share (ConnectionOptions), their table and
+// defaults, and what the two make of them.
 
 import { DEFAULT_MAX_FRAME_SIZE, type ProtocolVersion } from "./codec.ts";
 import { quote } from "./_quote.ts";
-import { checkKnownKeys } from "./_known_keys.ts";
+import {
+  checkBoolean,
+  checkCount,
+  checkNothing,
+  checkProtocol,
+  checkSeconds,
+} from "./_checks.ts";
+import type { OptionTable, ParsedOptions } from "./_option_table.ts";
 import { runtimeTransport } from "./transport/runtime.ts";
 import type { Transport } from "./transport/transport.ts";
 
@@ -111,30 +118,62 @@ export interface ConnectionOptions {
 }
 
 /**
- * Every key of {@linkcode ConnectionOptions}, for the lists of known option
- * keys of Server and Client (any other key is refused as a typo).
+ * The table of {@linkcode ConnectionOptions}, the rows Server's and Client's
+ * tables begin with. Its order is the order of the known keys in the
+ * unknown-option message.
  */
-export const CONNECTION_OPTIONS: Record<keyof ConnectionOptions, true> = {
-  heartbeat: true,
-  timeout: true,
-  maxFrameSize: true,
-  maxBufferedBytes: true,
-  gracePeriod: true,
-  protocol: true,
-  borrowPayloads: true,
-  transport: true,
-};
+export const CONNECTION_TABLE = {
+  heartbeat: {
+    check: checkSeconds,
+    unit: "s",
+    doc:
+      "seconds between heartbeat PINGs (default 20, or 2/3 of a shorter timeout)",
+  },
+  timeout: {
+    check: checkSeconds,
+    default: DEFAULT_TIMEOUT,
+    unit: "s",
+    doc: "silence after which a connection is closed",
+  },
+  maxFrameSize: {
+    check: checkCount,
+    default: DEFAULT_MAX_FRAME_SIZE,
+    unit: "bytes",
+    doc: "largest payload accepted from the peer",
+  },
+  maxBufferedBytes: {
+    check: checkCount,
+    default: DEFAULT_MAX_BUFFERED_BYTES,
+    unit: "bytes",
+    doc: "per connection, bytes sent and not yet written",
+  },
+  gracePeriod: {
+    check: checkSeconds,
+    default: DEFAULT_GRACE_PERIOD,
+    unit: "s",
+    doc: "time a closing connection has to finish before it is cut",
+  },
+  protocol: {
+    check: checkProtocol,
+    default: 3,
+    doc: "wire protocol (2 for @qtk/tcp-framework 2.x peers)",
+  },
+  borrowPayloads: {
+    check: checkBoolean,
+    default: false,
+    doc: "lend each data event's payload instead of giving it",
+  },
+  transport: {
+    check: checkNothing<Transport>,
+    doc: "socket implementation (the running runtime's), for tests",
+  },
+} as const satisfies OptionTable<ConnectionOptions>;
 
-/** What parseCommonOptions reads: the connection options and the address. */
-export interface CommonOptions extends ConnectionOptions {
-  host?: string;
-  port: number;
-}
+/** The options of every connection, parsed by a Server's or Client's table. */
+export type ParsedConnectionOptions = ParsedOptions<typeof CONNECTION_TABLE>;
 
-/** The shared options, checked, with defaults filled in and times in ms. */
-export interface ParsedCommonOptions {
-  host: string;
-  port: number;
+/** The shared options, with defaults filled in and times in ms. */
+export interface ConnectionSettings {
   /** undefined: never (Infinity seconds). */
   heartbeatMs: number | undefined;
   timeoutMs: number | undefined;
@@ -151,22 +190,18 @@ export interface ParsedCommonOptions {
 }
 
 /**
- * Checks the options Server and Client share, after refusing any key not in
- * `known` (the class's whole option list).
- * @throws {TypeError | RangeError} Naming the first invalid option.
+ * What Server and Client make of the connection options their table
+ * parsed: the heartbeat that the timeout allows, times in ms.
+ * @throws {RangeError} If the heartbeat is not below the timeout.
  */
-export function parseCommonOptions(
-  options: CommonOptions,
-  known: Readonly<Record<string, true>>,
-): ParsedCommonOptions {
-  checkObject("options", options);
-  checkKnownKeys("option", options, known);
-  const timeout = checkSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
+export function connectionSettings(
+  options: ParsedConnectionOptions,
+): ConnectionSettings {
+  const timeout = options.timeout;
   // Unset, it keeps the default's ratio to a shorter timeout, so that setting
   // only `timeout` never makes a configuration that drops live peers.
-  const heartbeat = options.heartbeat === undefined
-    ? Math.min(DEFAULT_HEARTBEAT, timeout * 2 / 3)
-    : checkSeconds("heartbeat", options.heartbeat);
+  const heartbeat = options.heartbeat ??
+    Math.min(DEFAULT_HEARTBEAT, timeout * 2 / 3);
   if (Number.isFinite(heartbeat) && !(heartbeat < timeout)) {
     throw new RangeError(
       `Invalid heartbeat ${quote(heartbeat)} with timeout ${
@@ -175,109 +210,18 @@ export function parseCommonOptions(
     );
   }
   return {
-    host: checkHost("host", options.host ?? DEFAULT_HOST),
-    port: checkPort("port", options.port),
     heartbeatMs: toMs(heartbeat),
     timeoutMs: toMs(timeout),
     tickMs: tickMs(heartbeat, timeout),
-    graceMs: checkSeconds(
-      "gracePeriod",
-      options.gracePeriod ?? DEFAULT_GRACE_PERIOD,
-    ) * 1000,
+    graceMs: options.gracePeriod * 1000,
     connection: {
-      protocol: checkProtocol("protocol", options.protocol ?? 3),
-      maxFrameSize: checkCount(
-        "maxFrameSize",
-        options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
-      ),
-      maxBufferedBytes: checkCount(
-        "maxBufferedBytes",
-        options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
-      ),
-      borrowPayloads: checkBoolean(
-        "borrowPayloads",
-        options.borrowPayloads ?? false,
-      ),
+      protocol: options.protocol,
+      maxFrameSize: options.maxFrameSize,
+      maxBufferedBytes: options.maxBufferedBytes,
+      borrowPayloads: options.borrowPayloads,
     },
     transport: options.transport ?? runtimeTransport(),
   };
-}
-
-function checkBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== "boolean") {
-    throw new TypeError(`Invalid ${name} ${quote(value)}: expected a boolean`);
-  }
-  return value;
-}
-
-export function checkHost(name: string, value: unknown): string {
-  if (typeof value !== "string" || value.length === 0) {
-    throw new TypeError(
-      `Invalid ${name} ${quote(value)}: expected a non-empty string`,
-    );
-  }
-  return value;
-}
-
-export function checkPort(name: string, value: unknown): number {
-  if (typeof value !== "number" || !Number.isInteger(value)) {
-    throw new TypeError(`Invalid ${name} ${quote(value)}: expected an integer`);
-  }
-  if (value < 0 || value > 65535) {
-    throw new RangeError(
-      `Invalid ${name} ${quote(value)}: expected 0 to 65535`,
-    );
-  }
-  return value;
-}
-
-/** A positive duration in seconds (fractions allowed, Infinity for never). */
-export function checkSeconds(name: string, value: unknown): number {
-  if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(
-      `Invalid ${name} ${quote(value)}: expected a number of seconds`,
-    );
-  }
-  if (!(value > 0)) {
-    throw new RangeError(
-      `Invalid ${name} ${quote(value)}: expected more than 0 seconds`,
-    );
-  }
-  return value;
-}
-
-/** A count (bytes, messages): a positive integer, or Infinity where allowed. */
-export function checkCount(
-  name: string,
-  value: unknown,
-  allowInfinity = false,
-): number {
-  if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(`Invalid ${name} ${quote(value)}: expected a number`);
-  }
-  const whole = Number.isSafeInteger(value) ||
-    (allowInfinity && value === Infinity);
-  if (!whole || value < 1) {
-    throw new RangeError(
-      `Invalid ${name} ${quote(value)}: expected a positive integer${
-        allowInfinity ? " or Infinity" : ""
-      }`,
-    );
-  }
-  return value;
-}
-
-function checkProtocol(name: string, value: unknown): 2 | 3 {
-  if (value !== 2 && value !== 3) {
-    throw new RangeError(`Invalid ${name} ${quote(value)}: expected 2 or 3`);
-  }
-  return value;
-}
-
-export function checkObject(name: string, value: unknown): void {
-  if (value === null || typeof value !== "object") {
-    throw new TypeError(`Invalid ${name} ${quote(value)}: expected an object`);
-  }
 }
 
 /** Seconds to a timer delay in ms; Infinity (never) maps to undefined. */

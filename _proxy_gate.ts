@@ -5,11 +5,12 @@
 
 import { type ProxyHeader, ProxyHeaderDecoder } from "./proxy_protocol.ts";
 import { ProxyProtocolError } from "./errors.ts";
-import { checkSeconds } from "./_options.ts";
+import { checkFiniteSeconds } from "./_checks.ts";
 import { type Network, parseNetwork } from "./_ip.ts";
 import { quote } from "./_quote.ts";
-import { checkKnownKeys } from "./_known_keys.ts";
+import { type OptionTable, parseOptions } from "./_option_table.ts";
 import type { ConnectionHandler } from "./transport/transport.ts";
+import type { ProxyProtocolOptions } from "./server.ts";
 
 /**
  * Seconds a connection has to deliver its whole PROXY header. The
@@ -23,6 +24,40 @@ export interface ProxyPolicy {
   trusted: Network[] | undefined;
   timeoutMs: number;
 }
+
+/** An array of addresses and networks ("10.0.0.0/8"), parsed. */
+function checkNetworks(name: string, value: unknown): Network[] {
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `Invalid ${name} ${quote(value)}: expected an array of addresses`,
+    );
+  }
+  return value.map((entry) => {
+    const network = typeof entry === "string" ? parseNetwork(entry) : undefined;
+    if (network === undefined) {
+      throw new TypeError(
+        `Invalid ${name} entry ${
+          quote(entry)
+        }: expected an IP address or a network such as "10.0.0.0/8"`,
+      );
+    }
+    return network;
+  });
+}
+
+/** The table of the `proxyProtocol` option's object form. */
+export const PROXY_PROTOCOL_TABLE = {
+  trusted: {
+    check: checkNetworks,
+    doc: "addresses or networks allowed to send the header (default: any)",
+  },
+  timeout: {
+    check: checkFiniteSeconds,
+    default: DEFAULT_PROXY_HEADER_TIMEOUT,
+    unit: "s",
+    doc: "time a connection has to deliver its whole PROXY header",
+  },
+} as const satisfies OptionTable<ProxyProtocolOptions>;
 
 /** Checks the `proxyProtocol` option; undefined when it is off. */
 export function parseProxyOption(value: unknown): ProxyPolicy | undefined {
@@ -40,49 +75,13 @@ export function parseProxyOption(value: unknown): ProxyPolicy | undefined {
       }: expected a boolean or { trusted, timeout }`,
     );
   }
-  checkKnownKeys("proxyProtocol option", value, {
-    trusted: true,
-    timeout: true,
-  });
-  const { trusted, timeout } = value as {
-    trusted?: unknown;
-    timeout?: unknown;
-  };
-  let networks: Network[] | undefined;
-  if (trusted !== undefined) {
-    if (!Array.isArray(trusted)) {
-      throw new TypeError(
-        `Invalid proxyProtocol.trusted ${
-          quote(trusted)
-        }: expected an array of addresses`,
-      );
-    }
-    networks = trusted.map((entry) => {
-      const network = typeof entry === "string"
-        ? parseNetwork(entry)
-        : undefined;
-      if (network === undefined) {
-        throw new TypeError(
-          `Invalid proxyProtocol.trusted entry ${
-            quote(entry)
-          }: expected an IP address or a network such as "10.0.0.0/8"`,
-        );
-      }
-      return network;
-    });
-  }
-  const seconds = checkSeconds(
-    "proxyProtocol.timeout",
-    timeout ?? DEFAULT_PROXY_HEADER_TIMEOUT,
+  const { trusted, timeout } = parseOptions(
+    PROXY_PROTOCOL_TABLE,
+    value,
+    "proxyProtocol option",
+    "proxyProtocol.",
   );
-  if (!Number.isFinite(seconds)) {
-    throw new RangeError(
-      `Invalid proxyProtocol.timeout ${
-        quote(seconds)
-      }: expected a finite number of seconds`,
-    );
-  }
-  return { trusted: networks, timeoutMs: seconds * 1000 };
+  return { trusted, timeoutMs: timeout * 1000 };
 }
 
 /** What the gate tells its server. */

@@ -37,23 +37,24 @@ import {
   wantsTransfer,
 } from "./message.ts";
 import {
-  checkCount,
-  checkObject,
-  checkSeconds,
-  type CommonOptions,
-  CONNECTION_OPTIONS,
   type ConnectionOptions,
-  parseCommonOptions,
+  connectionSettings,
   toMs,
 } from "./_options.ts";
+import { checkObject, checkPort } from "./_checks.ts";
+import {
+  parseOptions,
+  readOption,
+  refuseUnknownKeys,
+} from "./_option_table.ts";
+import { CLIENT_TABLE, REQUEST_TABLE } from "./_client_options.ts";
 import { quote } from "./_quote.ts";
-import { checkKnownKeys } from "./_known_keys.ts";
 import { ClosedError, ConnectionLostError } from "./errors.ts";
 import type {
   ClientTlsOptions,
   PeerCertificate,
 } from "./transport/transport.ts";
-import { checkClientTls } from "./transport/_tls.ts";
+import { checkClientTls } from "./_tls_options.ts";
 import type { ClientStats } from "./stats.ts";
 import { TrafficTotals } from "./_stats.ts";
 import {
@@ -74,31 +75,17 @@ import {
   serverName,
 } from "./client/_pool.ts";
 import { OfflineQueue, type QueuedFrame } from "./client/_queue.ts";
-import {
-  Membership,
-  parseServers,
-  type ServerEntry,
-} from "./client/_membership.ts";
+import { Membership, parseServers } from "./client/_membership.ts";
 import { PendingRequest, type RequestKeeper } from "./client/_pending.ts";
-import { DEFAULT_MAX_ATTEMPTS, RetryThrottle } from "./client/_retry.ts";
-import {
-  OutlierDetector,
-  type OutlierOptions,
-  parseOutlierOptions,
-} from "./client/_outliers.ts";
+import { RetryThrottle } from "./client/_retry.ts";
+import { OutlierDetector, type OutlierOptions } from "./client/_outliers.ts";
 
 export { type OutlierOptions, reconnectDelay, type ServerAddress };
 
-/**
- * Default limit on messages queued while disconnected.
- * @example `DEFAULT_MAX_QUEUED_MESSAGES === 65536`
- */
-export const DEFAULT_MAX_QUEUED_MESSAGES = 65536;
-/**
- * Default time limit of {@linkcode Client.request}, in seconds.
- * @example `DEFAULT_REQUEST_TIMEOUT === 30`
- */
-export const DEFAULT_REQUEST_TIMEOUT = 30;
+export {
+  DEFAULT_MAX_QUEUED_MESSAGES,
+  DEFAULT_REQUEST_TIMEOUT,
+} from "./_client_options.ts";
 
 /**
  * Options of {@linkcode Client}.
@@ -217,24 +204,6 @@ export interface ClientOptions extends ConnectionOptions {
   tls?: boolean | ClientTlsOptions;
 }
 
-/** Every key of {@linkcode ClientOptions}: any other is refused as a typo. */
-const CLIENT_OPTIONS: Record<keyof ClientOptions, true> = {
-  ...CONNECTION_OPTIONS,
-  host: true,
-  port: true,
-  servers: true,
-  connectionsPerServer: true,
-  shuffle: true,
-  balance: true,
-  connectTimeout: true,
-  maxQueuedMessages: true,
-  reconnect: true,
-  requestTimeout: true,
-  maxAttempts: true,
-  outlierDetection: true,
-  tls: true,
-};
-
 /**
  * Options of {@linkcode Client.request}.
  *
@@ -267,13 +236,6 @@ export interface RequestOptions {
    */
   transfer?: boolean;
 }
-
-const REQUEST_OPTIONS: Record<keyof RequestOptions, true> = {
-  timeout: true,
-  signal: true,
-  idempotent: true,
-  transfer: true,
-};
 
 /**
  * The client's events and their positional arguments, as passed to
@@ -423,79 +385,42 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this[emit]("exception", error, undefined),
     });
     checkObject("options", options);
-    checkKnownKeys("option", options, CLIENT_OPTIONS);
-    let entries: ServerEntry[] | undefined;
-    if (options.servers !== undefined) {
-      if (options.host !== undefined || options.port !== undefined) {
-        throw new TypeError(
-          "Invalid options: give either host and port (one server) or servers, not both",
-        );
-      }
-      entries = parseServers(options.servers);
+    const parsed = parseOptions(CLIENT_TABLE, options);
+    if (
+      parsed.servers !== undefined &&
+      (options.host !== undefined || options.port !== undefined)
+    ) {
+      throw new TypeError(
+        "Invalid options: give either host and port (one server) or servers, not both",
+      );
     }
-    const first = entries?.[0];
-    const common = parseCommonOptions(
-      first === undefined ? options as CommonOptions : {
-        ...options,
-        ...(first.address ?? { host: first.dns.name, port: first.dns.port }),
-      },
-      CLIENT_OPTIONS,
-    );
-    entries ??= [{ address: { host: common.host, port: common.port } }];
-    this.host = common.host;
-    this.port = common.port;
+    const common = connectionSettings(parsed);
+    const entries = parsed.servers ??
+      [{
+        address: { host: parsed.host, port: checkPort("port", parsed.port) },
+      }];
+    const first = entries[0];
+    this.host = first.address?.host ?? first.dns!.name;
+    this.port = first.address?.port ?? first.dns!.port;
     this.#borrowPayloads = common.connection.borrowPayloads;
     this.#protocol = common.connection.protocol;
-    this.#requestTimeoutMs = checkSeconds(
-      "requestTimeout",
-      options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT,
-    ) * 1000;
-    this.#maxAttempts = checkCount(
-      "maxAttempts",
-      options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-    );
+    this.#requestTimeoutMs = parsed.requestTimeout * 1000;
+    this.#maxAttempts = parsed.maxAttempts;
     this.#queue = new OfflineQueue(
       this.#protocol,
       common.connection.maxBufferedBytes,
-      checkCount(
-        "maxQueuedMessages",
-        options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED_MESSAGES,
-      ),
+      parsed.maxQueuedMessages,
     );
-    const reconnect = options.reconnect ?? true;
-    if (typeof reconnect !== "boolean" && typeof reconnect !== "function") {
-      throw new TypeError(
-        `Invalid reconnect ${
-          quote(reconnect)
-        }: expected a boolean or a function`,
-      );
-    }
-    const shuffle = options.shuffle ?? true;
-    if (typeof shuffle !== "boolean") {
-      throw new TypeError(
-        `Invalid shuffle ${quote(shuffle)}: expected a boolean`,
-      );
-    }
-    const balance = options.balance ?? "least-pending";
-    if (balance !== "least-pending" && balance !== "round-robin") {
-      throw new TypeError(
-        `Invalid balance ${
-          quote(balance)
-        }: expected "least-pending" or "round-robin"`,
-      );
-    }
+    const reconnect = parsed.reconnect;
     this.#pool = new Pool({
       owner: this,
       transport: common.transport,
-      tls: this.#tls = checkClientTls("tls", options.tls),
+      tls: this.#tls = parsed.tls,
       connection: common.connection,
-      connectionsPerServer: checkCount(
-        "connectionsPerServer",
-        options.connectionsPerServer ?? 1,
-      ),
-      connectTimeoutMs: options.connectTimeout === undefined
+      connectionsPerServer: parsed.connectionsPerServer,
+      connectTimeoutMs: parsed.connectTimeout === undefined
         ? common.timeoutMs
-        : toMs(checkSeconds("connectTimeout", options.connectTimeout)),
+        : toMs(parsed.connectTimeout),
       heartbeatMs: common.heartbeatMs,
       timeoutMs: common.timeoutMs,
       tickMs: common.tickMs,
@@ -505,7 +430,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         : reconnect === false
         ? undefined
         : reconnect,
-      roundRobin: balance === "round-robin",
+      roundRobin: parsed.balance === "round-robin",
     }, {
       data: (frame) => this.#receive(frame),
       ready: (conn) => this.#ready(conn),
@@ -519,7 +444,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         this[emit]("exception", error, server);
       },
     });
-    const outliers = parseOutlierOptions(options.outlierDetection);
+    const outliers = parsed.outlierDetection;
     if (outliers !== undefined) {
       const pool = this.#pool;
       this.#outliers = new OutlierDetector(outliers, {
@@ -528,7 +453,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         servers: () => this.#membership.servers.length,
       });
     }
-    this.#membership = new Membership(shuffle, {
+    this.#membership = new Membership(parsed.shuffle, {
       changed: (added, removed) => this.#serversChanged(added, removed),
       exception: (error, server) => {
         this.#lastError = error;
@@ -836,28 +761,21 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         new TypeError(`Invalid data ${quote(data)}: expected a Uint8Array`),
       );
     }
-    for (const key in options) {
-      if (!Object.hasOwn(REQUEST_OPTIONS, key)) {
-        try {
-          checkKnownKeys("request option", options, REQUEST_OPTIONS);
-        } catch (error) {
-          return Promise.reject(error);
-        }
-      }
-    }
-    const timeout = options.timeout ?? this.#requestTimeoutMs;
-    if (typeof timeout !== "number" || !(timeout >= 0)) {
-      return Promise.reject(
-        new RangeError(
-          `Invalid timeout ${quote(timeout)}: expected milliseconds >= 0`,
-        ),
-      );
+    let timeout: number;
+    try {
+      refuseUnknownKeys(REQUEST_TABLE, options, "request option");
+      timeout = readOption(REQUEST_TABLE, options, "timeout") ??
+        this.#requestTimeoutMs;
+    } catch (error) {
+      return Promise.reject(error);
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     let transfer: boolean;
+    let idempotent: boolean;
     try {
-      transfer = wantsTransfer({ transfer: options.transfer });
+      transfer = readOption(REQUEST_TABLE, options, "transfer");
+      idempotent = readOption(REQUEST_TABLE, options, "idempotent");
     } catch (error) {
       return Promise.reject(error);
     }
@@ -874,7 +792,7 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
         timeout,
         signal,
         // A copy: a Node.js Buffer's own slice() would be a view.
-        options.idempotent === true ? new Uint8Array(data) : undefined,
+        idempotent ? new Uint8Array(data) : undefined,
         data.length + headerSize(this.#protocol),
         this.#keeper,
         resolve,

@@ -10,7 +10,12 @@ import {
   uuidLength,
 } from "./codec.ts";
 import { quote } from "./_quote.ts";
-import { checkKnownKeys } from "./_known_keys.ts";
+import { checkBoolean } from "./_checks.ts";
+import {
+  type OptionTable,
+  readOption,
+  refuseUnknownKeys,
+} from "./_option_table.ts";
 
 /**
  * A request or response: a uuid and an opaque payload.
@@ -99,6 +104,15 @@ export interface SendOptions {
   transfer?: boolean;
 }
 
+/** The table of {@linkcode SendOptions}, read on every send. */
+export const SEND_TABLE = {
+  transfer: {
+    check: checkBoolean,
+    default: false,
+    doc: "hand the payload's memory over instead of having it copied",
+  },
+} as const satisfies OptionTable<SendOptions>;
+
 /** Whether `options` asks for transfer; a TypeError if it is malformed. */
 export function wantsTransfer(options: SendOptions | undefined): boolean {
   if (options === undefined) return false;
@@ -107,18 +121,8 @@ export function wantsTransfer(options: SendOptions | undefined): boolean {
       `Invalid options ${quote(options)}: expected { transfer?: boolean }`,
     );
   }
-  for (const key in options) {
-    if (key !== "transfer") {
-      checkKnownKeys("send option", options, { transfer: true });
-    }
-  }
-  const transfer = options.transfer;
-  if (transfer !== undefined && typeof transfer !== "boolean") {
-    throw new TypeError(
-      `Invalid transfer ${quote(transfer)}: expected a boolean`,
-    );
-  }
-  return transfer === true;
+  refuseUnknownKeys(SEND_TABLE, options, "send option");
+  return readOption(SEND_TABLE, options, "transfer");
 }
 
 /**

@@ -34,13 +34,11 @@ import {
   toDataFrame,
   wantsTransfer,
 } from "./message.ts";
-import {
-  checkCount,
-  checkSeconds,
-  CONNECTION_OPTIONS,
-  type ConnectionOptions,
-  parseCommonOptions,
-} from "./_options.ts";
+import { type ConnectionOptions, connectionSettings } from "./_options.ts";
+import { checkObject } from "./_checks.ts";
+import { parseOptions } from "./_option_table.ts";
+import { SERVER_TABLE } from "./_server_options.ts";
+import { checkServerTls } from "./_tls_options.ts";
 import {
   ClosedError,
   ConnectionLimitError,
@@ -51,14 +49,11 @@ import {
 } from "./errors.ts";
 import {
   DEFAULT_PROXY_HEADER_TIMEOUT,
-  parseProxyOption,
   ProxyGate,
   type ProxyPolicy,
 } from "./_proxy_gate.ts";
 import { inNetworks } from "./_ip.ts";
-import { quote } from "./_quote.ts";
 import type { ProxyHeader } from "./proxy_protocol.ts";
-import { checkServerTls } from "./transport/_tls.ts";
 import type { ConnectionStats, ServerStats } from "./stats.ts";
 import { trafficOf, TrafficTotals } from "./_stats.ts";
 import {
@@ -89,6 +84,7 @@ export {
 } from "./_options.ts";
 export type { ConnectionOptions } from "./_options.ts";
 export { DEFAULT_PROXY_HEADER_TIMEOUT };
+export { DEFAULT_DRAIN_SPREAD } from "./_server_options.ts";
 
 /** How often draining connections are looked at (deadline, idleness). */
 const DRAIN_TICK_MS = 25;
@@ -98,11 +94,6 @@ const DRAIN_TICK_MS = 25;
  * @example `DRAIN_NOTICES_PER_SECOND === 100`
  */
 export const DRAIN_NOTICES_PER_SECOND = 100;
-/**
- * Default of `drainSpread`, in seconds.
- * @example `DEFAULT_DRAIN_SPREAD === 5`
- */
-export const DEFAULT_DRAIN_SPREAD = 5;
 /**
  * A draining 3.x peer (which never says it is done) is closed once no frame
  * has gone either way for this long, with as many replies sent as requests
@@ -225,20 +216,6 @@ export interface ServerOptions extends ConnectionOptions {
    */
   reusePort?: boolean;
 }
-
-/** Every key of {@linkcode ServerOptions}: any other is refused as a typo. */
-const SERVER_OPTIONS: Record<keyof ServerOptions, true> = {
-  ...CONNECTION_OPTIONS,
-  host: true,
-  port: true,
-  maxConnections: true,
-  maxConnectionAge: true,
-  drainSpread: true,
-  tls: true,
-  authorize: true,
-  proxyProtocol: true,
-  reusePort: true,
-};
 
 /**
  * One client connection, as the server's events hand it over.
@@ -527,47 +504,25 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
         this[emit]("exception", socket, error);
       },
     });
-    const common = parseCommonOptions(options, SERVER_OPTIONS);
-    this.host = common.host;
-    this.#port = common.port;
+    checkObject("options", options);
+    const parsed = parseOptions(SERVER_TABLE, options);
+    const common = connectionSettings(parsed);
+    this.host = parsed.host;
+    this.#port = parsed.port;
     this.#heartbeatMs = common.heartbeatMs;
     this.#timeoutMs = common.timeoutMs;
     this.#tickMs = common.tickMs;
     this.#graceMs = common.graceMs;
     this.#connectionOptions = common.connection;
     this.#protocol = common.connection.protocol;
-    this.#maxConnections = checkCount(
-      "maxConnections",
-      options.maxConnections ?? Infinity,
-      true,
-    );
-    this.#tls = checkServerTls("tls", options.tls);
-    if (
-      options.authorize !== undefined && typeof options.authorize !== "function"
-    ) {
-      throw new TypeError(
-        `Invalid authorize ${quote(options.authorize)}: expected a function`,
-      );
-    }
-    this.#authorize = options.authorize;
-    this.#proxy = parseProxyOption(options.proxyProtocol);
-    if (
-      options.reusePort !== undefined && typeof options.reusePort !== "boolean"
-    ) {
-      throw new TypeError(
-        `Invalid reusePort ${quote(options.reusePort)}: expected a boolean`,
-      );
-    }
-    this.#reusePort = options.reusePort ?? false;
-    const maxAge = checkSeconds(
-      "maxConnectionAge",
-      options.maxConnectionAge ?? Infinity,
-    );
+    this.#maxConnections = parsed.maxConnections;
+    this.#tls = parsed.tls;
+    this.#authorize = parsed.authorize;
+    this.#proxy = parsed.proxyProtocol;
+    this.#reusePort = parsed.reusePort;
+    const maxAge = parsed.maxConnectionAge;
     this.#maxAgeMs = Number.isFinite(maxAge) ? maxAge * 1000 : undefined;
-    this.#drainSpreadMs = checkSeconds(
-      "drainSpread",
-      options.drainSpread ?? DEFAULT_DRAIN_SPREAD,
-    ) * 1000;
+    this.#drainSpreadMs = parsed.drainSpread * 1000;
     if (this.#proxy && this.#tls) {
       throw new TypeError(
         "Invalid proxyProtocol with tls: the PROXY header comes before the TLS handshake, which the runtime's TLS performs; terminate TLS at the proxy",

@@ -34,7 +34,7 @@
 
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { checkCount, checkSeconds } from "./_options.ts";
+import { checkCount, checkCountOrInfinity, checkSeconds } from "./_checks.ts";
 import { quote } from "./_quote.ts";
 import { nodeReusePortProblem, reusePortOsProblem } from "./_reuse_port.ts";
 
@@ -450,10 +450,9 @@ export function serveWorkers(
     "stopTimeout",
     options.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
   ) * 1000;
-  const maxFailures = checkCount(
+  const maxFailures = checkCountOrInfinity(
     "maxFailures",
     options.maxFailures ?? DEFAULT_MAX_FAILURES,
-    true,
   );
   const delay = options.restartDelay ?? restartDelay;
   if (typeof delay !== "function") {

@@ -4,7 +4,7 @@
 // Resolver, and it alone gives TTLs on all three (Deno.resolveDns does not).
 
 import { quote } from "../_quote.ts";
-import { checkHost, checkPort } from "../_options.ts";
+import { checkHost, checkPort } from "../_checks.ts";
 
 /** A `servers` entry naming a DNS name to resolve, and the port to use. */
 export interface DnsTarget {

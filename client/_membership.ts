@@ -3,7 +3,7 @@
 // setServers(). It says what joined and what left; the pool acts on it.
 
 import { quote } from "../_quote.ts";
-import { checkHost, checkObject, checkPort } from "../_options.ts";
+import { checkHost, checkObject, checkPort } from "../_checks.ts";
 import { ResolveError } from "../errors.ts";
 import { type ServerAddress, serverName } from "./_pool.ts";
 import {

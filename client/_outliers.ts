@@ -5,9 +5,14 @@
 // the servers at once, so a fleet-wide failure is not mistaken for sick
 // instances.
 
-import { checkCount, checkObject, checkSeconds } from "../_options.ts";
-import { checkKnownKeys } from "../_known_keys.ts";
-import { quote } from "../_quote.ts";
+import {
+  checkCount,
+  checkFactor,
+  checkObject,
+  checkPercent,
+  checkSeconds,
+} from "../_checks.ts";
+import { type OptionTable, parseOptions } from "../_option_table.ts";
 
 /**
  * Settings of the client's outlier ejection (its `outlierDetection`
@@ -52,14 +57,38 @@ export interface OutlierOptions {
   slowFactor?: number;
 }
 
-/** Every key of {@linkcode OutlierOptions}. */
-export const OUTLIER_OPTIONS: Record<keyof OutlierOptions, true> = {
-  consecutiveFailures: true,
-  baseEjectionTime: true,
-  maxEjectionTime: true,
-  maxEjectedPercent: true,
-  slowFactor: true,
-};
+/** The table of {@linkcode OutlierOptions}: checks, defaults, docs. */
+export const OUTLIER_TABLE = {
+  consecutiveFailures: {
+    check: checkCount,
+    default: 5,
+    unit: "count",
+    doc: "requests in a row that fail that eject a server",
+  },
+  baseEjectionTime: {
+    check: checkSeconds,
+    default: 10,
+    unit: "s",
+    doc: "first ejection's length; each repeat adds as much again",
+  },
+  maxEjectionTime: {
+    check: checkSeconds,
+    default: 300,
+    unit: "s",
+    doc: "longest ejection",
+  },
+  maxEjectedPercent: {
+    check: checkPercent,
+    default: 50,
+    unit: "%",
+    doc: "most servers ejected at once, as a share of the set",
+  },
+  slowFactor: {
+    check: checkFactor,
+    default: 5,
+    doc: "times the others' median reply time that ejects as slow (0: off)",
+  },
+} as const satisfies OptionTable<OutlierOptions>;
 
 /** The settings with their defaults, in ms where they are times. */
 export interface OutlierSettings {
@@ -253,39 +282,17 @@ export function parseOutlierOptions(
 ): OutlierSettings | undefined {
   if (value === false) return undefined;
   const options = value === undefined || value === true ? {} : value;
-  checkObject("outlierDetection", options);
-  checkKnownKeys("outlierDetection option", options as object, OUTLIER_OPTIONS);
-  const o = options as OutlierOptions;
-  const percent = o.maxEjectedPercent ?? 50;
-  if (typeof percent !== "number" || !(percent >= 0 && percent <= 100)) {
-    throw new RangeError(
-      `Invalid outlierDetection.maxEjectedPercent ${
-        quote(percent)
-      }: expected 0 to 100`,
-    );
-  }
-  const slowFactor = o.slowFactor ?? 5;
-  if (typeof slowFactor !== "number" || !(slowFactor >= 0)) {
-    throw new RangeError(
-      `Invalid outlierDetection.slowFactor ${
-        quote(slowFactor)
-      }: expected a number >= 0`,
-    );
-  }
+  const o = parseOptions(
+    OUTLIER_TABLE,
+    checkObject("outlierDetection", options),
+    "outlierDetection option",
+    "outlierDetection.",
+  );
   return {
-    consecutiveFailures: checkCount(
-      "outlierDetection.consecutiveFailures",
-      o.consecutiveFailures ?? 5,
-    ),
-    baseEjectionMs: checkSeconds(
-      "outlierDetection.baseEjectionTime",
-      o.baseEjectionTime ?? 10,
-    ) * 1000,
-    maxEjectionMs: checkSeconds(
-      "outlierDetection.maxEjectionTime",
-      o.maxEjectionTime ?? 300,
-    ) * 1000,
-    maxEjectedPercent: percent,
-    slowFactor,
+    consecutiveFailures: o.consecutiveFailures,
+    baseEjectionMs: o.baseEjectionTime * 1000,
+    maxEjectionMs: o.maxEjectionTime * 1000,
+    maxEjectedPercent: o.maxEjectedPercent,
+    slowFactor: o.slowFactor,
   };
 }

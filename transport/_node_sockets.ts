@@ -30,7 +30,6 @@ import type {
 } from "./transport.ts";
 import { caList, throwIfAborted, untilAborted } from "./_shared.ts";
 import { networkError } from "../_network_error.ts";
-import { checkServerTls } from "./_tls.ts";
 
 /** The few members of a runtime's error these functions read. */
 interface RuntimeError {
@@ -400,10 +399,8 @@ function sniName(host: string): string | undefined {
 
 /** A TLS Server that runs the handshakes of sockets handed to it. */
 function tlsServer(tls: ServerTlsOptions): nodeTls.Server {
-  // The runtimes differ in what they check when (Deno's node:tls reads the
-  // PEM at the first handshake): the option checks read it the same way on
-  // every runtime, and throw the TypeError setTls promises.
-  checkServerTls("tls", tls);
+  // `tls` comes checked (Server reads the PEM the same way on every
+  // runtime, since Deno's node:tls reads it only at the first handshake).
   try {
     return nodeTls.createServer({
       cert: tls.cert,
