@@ -156,7 +156,7 @@ export const CONNECTION_TABLE = {
   protocol: {
     check: checkProtocol,
     default: 3,
-    doc: "wire protocol (2 for @qtk/tcp-framework 2.x peers)",
+    doc: "wire protocol: 3, or 2 for @qtk/tcp-framework 2.x peers",
   },
   borrowPayloads: {
     check: checkBoolean,

@@ -49,7 +49,7 @@ function checkNetworks(name: string, value: unknown): Network[] {
 export const PROXY_PROTOCOL_TABLE = {
   trusted: {
     check: checkNetworks,
-    doc: "addresses or networks allowed to send the header (default: any)",
+    doc: "addresses or networks allowed to send the header",
   },
   timeout: {
     check: checkFiniteSeconds,

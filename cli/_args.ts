@@ -118,6 +118,125 @@ export interface OptionSpec {
 }
 
 /**
+ * One option of a subcommand: how it is read, and its line in the help.
+ *
+ * @example
+ * ```ts
+ * import type { Flag } from "./_args.ts";
+ * const quiet: Flag = { type: "boolean", short: "q", help: "log nothing" };
+ * ```
+ */
+export interface Flag extends OptionSpec {
+  /** The value's placeholder in the help: `<host>`. */
+  arg?: string;
+  /** What it does, one sentence without a period. */
+  help: string;
+}
+
+/**
+ * How a subcommand offers one library option as a flag: its help is the
+ * option's one-line doc from the option table, between `before` and
+ * `after`, then its default (the CLI's own, else the table's).
+ *
+ * @example
+ * ```ts
+ * import type { OptionFlag } from "./_args.ts";
+ * const port: OptionFlag = { type: "number", short: "p", arg: "<port>", after: " (required)" };
+ * ```
+ */
+export interface OptionFlag extends OptionSpec {
+  /** The value's placeholder in the help: `<host>`. */
+  arg?: string;
+  /** Help before the option's doc. */
+  before?: string;
+  /** Help after the option's doc, before its default. */
+  after?: string;
+  /** The CLI's default, where it is not the library's. */
+  default?: string | number;
+}
+
+/**
+ * Flags for library options, named and documented by the option's table:
+ * `reusePort` is `--reuse-port`, helped by its row's doc.
+ *
+ * @param table An option table (`{ key: { doc, default? } }`).
+ * @param flags The options offered, by key, with how each is read.
+ * @returns The flags by long name, in the order of `flags`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { optionFlags } from "./_args.ts";
+ * const table = { reusePort: { doc: "share the port", default: false } };
+ * const flags = optionFlags(table, { reusePort: { type: "boolean" } });
+ * assert.deepEqual(flags["reuse-port"], { type: "boolean", help: "share the port" });
+ * ```
+ */
+export function optionFlags<
+  T extends Readonly<Record<string, { doc: string; default?: unknown }>>,
+>(
+  table: T,
+  flags: { readonly [K in keyof T]?: OptionFlag },
+): Record<string, Flag> {
+  const made: Record<string, Flag> = {};
+  for (const [key, flag] of Object.entries(flags) as [string, OptionFlag][]) {
+    const { before = "", after = "", default: own, ...spec } = flag;
+    const row = table[key];
+    const fallback = own ??
+      (spec.type === "boolean" ? undefined : row.default as string | number);
+    const name = key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+    made[name] = {
+      ...spec,
+      help: `${before}${row.doc}${after}${
+        fallback === undefined ? "" : ` (default ${fallback})`
+      }`,
+    };
+  }
+  return made;
+}
+
+/**
+ * The "Options:" lines of a help text: each flag and its help, wrapped at 80
+ * columns with the help aligned at `column`.
+ *
+ * @param flags The flags by long name.
+ * @param column Where the help starts.
+ * @returns The lines, each ending with a newline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { flagHelp } from "./_args.ts";
+ * assert.equal(
+ *   flagHelp({ quiet: { type: "boolean", short: "q", help: "log nothing" } }),
+ *   "  -q, --quiet            log nothing\n",
+ * );
+ * ```
+ */
+export function flagHelp(flags: Record<string, Flag>, column = 25): string {
+  let text = "";
+  for (const [name, flag] of Object.entries(flags)) {
+    let line = `  ${flag.short ? `-${flag.short}, ` : ""}--${name}${
+      flag.arg ? ` ${flag.arg}` : ""
+    }`;
+    if (line.length >= column - 1) {
+      text += line + "\n";
+      line = "";
+    }
+    line = line.padEnd(column - 1);
+    for (const word of flag.help.split(" ")) {
+      if (line.length + 1 + word.length > 80 && line.trim() !== "") {
+        text += line + "\n";
+        line = " ".repeat(column - 1);
+      }
+      line += " " + word;
+    }
+    text += line + "\n";
+  }
+  return text;
+}
+
+/**
  * What {@linkcode parseArgs} found.
  *
  * @example

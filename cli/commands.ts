@@ -36,8 +36,12 @@ import {
 import {
   CliError,
   ExitCode,
+  type Flag,
+  flagHelp,
   numberOption,
   oneLine,
+  optionFlags,
+  type OptionSpec,
   parseArgs,
   type ParsedArgs,
   protocolHint,
@@ -47,21 +51,35 @@ import {
 } from "./_args.ts";
 import type { CliIo } from "./_io.ts";
 import { randomUuid } from "../message.ts";
+import { SERVER_TABLE } from "../_server_options.ts";
+import { CLIENT_TABLE } from "../_client_options.ts";
+import { PROXY_PROTOCOL_TABLE } from "../_proxy_gate.ts";
 
 /** Host every subcommand uses unless `--host` says otherwise. */
 export const CLI_DEFAULT_HOST = "127.0.0.1";
 
 const encoder = new TextEncoder();
 
-/** Options every client subcommand takes. */
-export const CLIENT_OPTIONS = {
-  help: { type: "boolean", short: "h" },
-  host: { type: "string" },
-  port: { type: "number", short: "p" },
-  protocol: { type: "number" },
-  timeout: { type: "number", short: "t" },
-} as const;
+const HELP_FLAG: Flag = { type: "boolean", short: "h", help: "show this help" };
 
+/** Where a client subcommand connects: the Client options it offers. */
+const TARGET_FLAGS = optionFlags(CLIENT_TABLE, {
+  host: { type: "string", arg: "<host>", default: CLI_DEFAULT_HOST },
+  port: { type: "number", short: "p", arg: "<port>", after: " (required)" },
+  protocol: { type: "number", arg: "<2|3>" },
+});
+
+/** Options every client subcommand takes (`--timeout` helped by each). */
+export const CLIENT_OPTIONS: Record<string, OptionSpec> = {
+  help: HELP_FLAG,
+  ...TARGET_FLAGS,
+  timeout: { type: "number", short: "t" },
+};
+
+/** The help lines of the client options, `--timeout` and `--help` aside. */
+function targetHelp(): string {
+  return flagHelp(TARGET_FLAGS);
+}
 /** Where to connect, as the client subcommands read it. */
 export interface Target {
   host: string;
@@ -94,6 +112,56 @@ export function timeoutOption(
 
 // ----------------------------------------------------------------- serve ----
 
+/** The options of `serve`; those of a Server come from its option table. */
+const SERVE_FLAGS: Record<string, Flag> = {
+  ...optionFlags(SERVER_TABLE, {
+    host: { type: "string", arg: "<host>", default: CLI_DEFAULT_HOST },
+    port: { type: "number", short: "p", arg: "<port>", default: 0 },
+    protocol: { type: "number", arg: "<2|3>" },
+  }),
+  reply: {
+    type: "string",
+    arg: "<text|@file>",
+    help: "answer every request with this text, or the bytes of file",
+  },
+  workers: {
+    type: "number",
+    arg: "<n>",
+    help:
+      `run n server processes sharing the port (Linux; needs --port other than 0; Node.js 22.12 or later): restarted if they die, given up after ${DEFAULT_MAX_FAILURES} deaths in a row, drained on Ctrl-C or SIGTERM. Deno also needs --allow-run`,
+  },
+  ...optionFlags(SERVER_TABLE, {
+    reusePort: { type: "boolean", after: " (on Deno also --unstable-net)" },
+    proxyProtocol: {
+      type: "boolean",
+      after:
+        " (behind HAProxy send-proxy-v2, nginx proxy_protocol on); logs the client's address",
+    },
+  }),
+  ...optionFlags(PROXY_PROTOCOL_TABLE, {
+    trusted: {
+      type: "string",
+      arg: "<list>",
+      before: "with --proxy-protocol: ",
+      after: ", comma-separated",
+      default: "any",
+    },
+  }),
+  verbose: {
+    type: "boolean",
+    short: "v",
+    help:
+      "also log every request, and the server's counters every --stats seconds",
+  },
+  stats: {
+    type: "number",
+    arg: "<sec>",
+    help: "with -v: seconds between counter lines (default 5)",
+  },
+  quiet: { type: "boolean", short: "q", help: "log nothing on stderr" },
+  help: HELP_FLAG,
+};
+
 /** Help text of `serve`. */
 const SERVE_HELP = `Usage: tcp-framework serve [options]
 
@@ -103,47 +171,14 @@ stdout once listening, logs connections on stderr, and stops on Ctrl-C
 (SIGINT) or SIGTERM.
 
 Options:
-  --host <host>          address to listen on (default ${CLI_DEFAULT_HOST})
-  -p, --port <port>      port to listen on; 0 picks a free one (default 0)
-  --protocol <2|3>       wire protocol (default 3; 2 for @qtk/tcp-framework 2.x peers)
-  --reply <text|@file>   answer every request with this text, or the bytes of file
-  --workers <n>          run n server processes sharing the port (Linux; needs
-                         --port other than 0; Node.js 22.12 or later): restarted
-                         if they die, given up after ${DEFAULT_MAX_FAILURES} deaths in a row,
-                         drained on Ctrl-C or SIGTERM. Deno also needs --allow-run
-  --reuse-port           share the port with other servers (SO_REUSEPORT; Linux,
-                         and on Deno --unstable-net)
-  --proxy-protocol       expect a PROXY protocol v1/v2 header on every
-                         connection (behind HAProxy send-proxy-v2, nginx
-                         proxy_protocol on); logs the client's address
-  --trusted <list>       with --proxy-protocol: addresses or networks allowed to
-                         send the header, comma-separated (default: any)
-  -v, --verbose          also log every request, and the server's counters
-                         every --stats seconds
-  --stats <sec>          with -v: seconds between counter lines (default 5)
-  -q, --quiet            log nothing on stderr
-  -h, --help             show this help
-
+${flagHelp(SERVE_FLAGS)}
 Exit codes: 0 stopped by a signal, 1 usage error, 2 cannot listen (with --workers:
 cannot run workers here, or every worker kept dying), 5 cannot read --reply file.
 `;
 
 /** `tcp-framework serve`: an echo or fixed-reply server. */
 export async function serve(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs(argv, {
-    help: { type: "boolean", short: "h" },
-    host: { type: "string" },
-    port: { type: "number", short: "p" },
-    protocol: { type: "number" },
-    reply: { type: "string" },
-    verbose: { type: "boolean", short: "v" },
-    stats: { type: "number" },
-    quiet: { type: "boolean", short: "q" },
-    workers: { type: "number" },
-    "reuse-port": { type: "boolean" },
-    "proxy-protocol": { type: "boolean" },
-    trusted: { type: "string" },
-  });
+  const { values, positionals } = parseArgs(argv, SERVE_FLAGS);
   if (values.help) {
     await io.stdout(SERVE_HELP);
     return ExitCode.OK;
@@ -374,10 +409,7 @@ The payload is the argument (as UTF-8 text), the bytes of --file, or stdin
 when neither is given (or the argument is "-").
 
 Options:
-  --host <host>          server address (default ${CLI_DEFAULT_HOST})
-  -p, --port <port>      server port (required)
-  --protocol <2|3>       wire protocol (default 3; 2 for @qtk/tcp-framework 2.x servers)
-  -f, --file <path>      send the bytes of this file
+${targetHelp()}  -f, --file <path>      send the bytes of this file
   -o, --out <path>       write the reply to this file instead of stdout
   -t, --timeout <sec>    give up after this long, connecting included (default 10)
   -h, --help             show this help
@@ -512,10 +544,7 @@ server echoes every PING unchanged), or requests with --request (for servers
 that echo requests), and prints each time and min/avg/max.
 
 Options:
-  --host <host>          server address (default ${CLI_DEFAULT_HOST})
-  -p, --port <port>      server port (required)
-  --protocol <2|3>       wire protocol (default 3)
-  -c, --count <n>        round trips (default 5)
+${targetHelp()}  -c, --count <n>        round trips (default 5)
   -i, --interval <sec>   pause between round trips (default 0.2)
   -s, --size <bytes>     payload size of each frame (default 0)
   --request              send DATA requests instead of PINGs
