@@ -77,8 +77,9 @@ export function parseOptions<T extends AnyOptionTable>(
 
 /**
  * The per-message form of {@linkcode parseOptions}, which allocates nothing
- * when every key is known: `send()` and `request()` read their options one
- * by one with {@linkcode readOption}.
+ * when every key is known: `send()` and `request()` then call each given
+ * option's row check themselves (`TABLE.transfer.check(...)`), which costs
+ * no more than the checks written out did.
  */
 export function refuseUnknownKeys(
   table: AnyOptionTable,
@@ -88,20 +89,6 @@ export function refuseUnknownKeys(
   for (const key in value) {
     if (!Object.hasOwn(table, key)) checkKnownKeys(keys, value, table);
   }
-}
-
-/** One option of `value`, checked, or its default. */
-export function readOption<
-  T extends AnyOptionTable,
-  K extends keyof T & string,
->(table: T, value: { readonly [key in K]?: unknown }, key: K): ParsedOptions<
-  T
->[K] {
-  const row = table[key];
-  const option = value[key];
-  return (option === undefined && row.required === undefined
-    ? row.default
-    : row.check(key, option)) as ParsedOptions<T>[K];
 }
 
 /** The defaults of a table, by key (rows without one are left out). */

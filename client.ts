@@ -42,11 +42,7 @@ import {
   toMs,
 } from "./_options.ts";
 import { checkObject, checkPort } from "./_checks.ts";
-import {
-  parseOptions,
-  readOption,
-  refuseUnknownKeys,
-} from "./_option_table.ts";
+import { parseOptions, refuseUnknownKeys } from "./_option_table.ts";
 import { CLIENT_TABLE, REQUEST_TABLE } from "./_client_options.ts";
 import { quote } from "./_quote.ts";
 import { ClosedError, ConnectionLostError } from "./errors.ts";
@@ -764,8 +760,11 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     let timeout: number;
     try {
       refuseUnknownKeys(REQUEST_TABLE, options, "request option");
-      timeout = readOption(REQUEST_TABLE, options, "timeout") ??
-        this.#requestTimeoutMs;
+      // Each row's check read directly: no allocation, no keyed lookup.
+      const given = options.timeout;
+      timeout = given === undefined
+        ? this.#requestTimeoutMs
+        : REQUEST_TABLE.timeout.check("timeout", given);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -774,8 +773,10 @@ export class Client extends TypedEventTarget<ClientEvents, ClientEventDetails> {
     let transfer: boolean;
     let idempotent: boolean;
     try {
-      transfer = readOption(REQUEST_TABLE, options, "transfer");
-      idempotent = readOption(REQUEST_TABLE, options, "idempotent");
+      transfer = options.transfer !== undefined &&
+        REQUEST_TABLE.transfer.check("transfer", options.transfer);
+      idempotent = options.idempotent !== undefined &&
+        REQUEST_TABLE.idempotent.check("idempotent", options.idempotent);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -11,11 +11,7 @@ import {
 } from "./codec.ts";
 import { quote } from "./_quote.ts";
 import { checkBoolean } from "./_checks.ts";
-import {
-  type OptionTable,
-  readOption,
-  refuseUnknownKeys,
-} from "./_option_table.ts";
+import { type OptionTable, refuseUnknownKeys } from "./_option_table.ts";
 
 /**
  * A request or response: a uuid and an opaque payload.
@@ -122,7 +118,9 @@ export function wantsTransfer(options: SendOptions | undefined): boolean {
     );
   }
   refuseUnknownKeys(SEND_TABLE, options, "send option");
-  return readOption(SEND_TABLE, options, "transfer");
+  const transfer = options.transfer;
+  return transfer !== undefined &&
+    SEND_TABLE.transfer.check("transfer", transfer);
 }
 
 /**

@@ -9,7 +9,6 @@ import {
   type OptionRow,
   type OptionTable,
   parseOptions,
-  readOption,
   refuseUnknownKeys,
 } from "../../_option_table.ts";
 import { checkBoolean, checkSeconds } from "../../_checks.ts";
@@ -169,9 +168,13 @@ test("options: the defaults are the tables'", () => {
     PROXY_PROTOCOL_TABLE.timeout.default,
     DEFAULT_PROXY_HEADER_TIMEOUT,
   );
-  assert.equal(readOption(SEND_TABLE, {}, "transfer"), false);
-  assert.equal(readOption(REQUEST_TABLE, {}, "idempotent"), false);
-  assert.equal(readOption(REQUEST_TABLE, {}, "timeout"), undefined);
+  assert.equal(SEND_TABLE.transfer.default, false);
+  assert.equal(wantsTransfer({}), SEND_TABLE.transfer.default);
+  assert.equal(REQUEST_TABLE.idempotent.default, false);
+  assert.ok(
+    !("default" in REQUEST_TABLE.timeout),
+    "the client's requestTimeout",
+  );
   assert.deepEqual(optionDefaults(SERVER_TLS_TABLE), { requestCert: false });
   assert.deepEqual(optionDefaults(CLIENT_TLS_TABLE), {});
 });
@@ -195,7 +198,7 @@ test("options: a check's error names the option with its prefix", () => {
     name: "TypeError",
     message: "Invalid port undefined: expected an integer",
   });
-  assert.throws(() => readOption(REQUEST_TABLE, { timeout: -1 }, "timeout"), {
+  assert.throws(() => REQUEST_TABLE.timeout.check("timeout", -1), {
     name: "RangeError",
     message: "Invalid timeout -1: expected milliseconds >= 0",
   });
