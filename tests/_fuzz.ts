@@ -1,5 +1,5 @@
-// The decoder fuzzer shared by tests/fuzz.test.ts (short, in the suite) and
-// tests/fuzz_long.ts (`deno task fuzz`, millions of cases). Every case is
+// The decoder fuzzer shared by tests/unit/fuzz.test.ts (short, in the suite)
+// and tests/fuzz_long.ts (`deno task fuzz`, millions of cases). Every case is
 // derived from (seed, index) alone, so any failure is reproducible from the
 // two numbers it prints.
 //

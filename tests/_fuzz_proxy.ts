@@ -1,6 +1,7 @@
 // The PROXY protocol header fuzzer, beside the frame decoder's (tests/_fuzz.ts,
-// whose PRNG and case seeding it shares): run in short by tests/fuzz.test.ts
-// and at length by tests/fuzz_long.ts. Every case comes from (seed, index).
+// whose PRNG and case seeding it shares): run in short by
+// tests/unit/fuzz.test.ts and at length by tests/fuzz_long.ts. Every case
+// comes from (seed, index).
 //
 // A case is a header (v1 TCP4/TCP6/UNKNOWN in varied spellings, v2 of every
 // family with random TLVs, LOCAL), some bytes after it, maybe mutated (bit

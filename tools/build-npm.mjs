@@ -81,14 +81,11 @@ writeFileSync(
 );
 try {
   // The tests first, unchecked (`deno task check` checks them), so the
-  // package's modules are then emitted by the checked build below.
-  const tests = ["tests", join("tests", "unit")].flatMap((dir) =>
-    existsSync(join(root, dir))
-      ? readdirSync(join(root, dir))
-        .filter((name) => name.endsWith(".test.ts"))
-        .map((name) => join(dir, name))
-      : []
-  );
+  // package's modules are then emitted by the checked build below. Every
+  // folder of tests/ (tests/unit/ among them), by pattern, not by list.
+  const tests = readdirSync(join(root, "tests"), { recursive: true })
+    .filter((name) => name.endsWith(".test.ts"))
+    .map((name) => join("tests", name));
   // And the examples, which tests/examples.test.ts runs.
   const examples = readdirSync(join(root, "examples"))
     .filter((name) => name.endsWith(".ts"))

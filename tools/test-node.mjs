@@ -1,13 +1,15 @@
 // Runs the test suite under Node.js: builds the npm package and the tests
-// (build-npm.mjs), then `node --test` on every compiled test file, against
-// the package's own modules in ../npm.
+// (build-npm.mjs), then `node --test` on every compiled test file (tests/ and
+// its folders, such as tests/unit/), against the package's own modules in
+// ../npm. Given test files (tests/x.test.ts), it runs only their compiled
+// forms, and leaves out the declarations' check.
 //
 //   node tools/test-node.mjs          (or: npm run test:node --prefix tools)
+//   node tools/test-node.mjs tests/unit/codec.test.ts
 
 import { spawnSync } from "node:child_process";
 import {
   cpSync,
-  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -16,7 +18,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const tools = dirname(fileURLToPath(import.meta.url));
@@ -28,6 +30,17 @@ const root = join(tools, "..");
  */
 const notOnNode = {};
 
+/** The compiled form, in npm/tests, of a test file given as tests/….test.ts. */
+function compiled(file) {
+  const path = relative(root, resolve(root, file));
+  if (!/^tests\/.*\.test\.ts$/.test(path.split(sep).join("/"))) {
+    console.error(`Not a test file under tests/: ${file}`);
+    process.exit(2);
+  }
+  return join("npm", path.replace(/\.ts$/, ".js"));
+}
+const given = process.argv.slice(2).map(compiled);
+
 const build = spawnSync(process.execPath, [join(tools, "build-npm.mjs")], {
   stdio: "inherit",
 });
@@ -35,8 +48,8 @@ if (build.status !== 0) process.exit(build.status ?? 1);
 
 // The declarations as a Node.js project sees them: a program importing the
 // package by name type-checks with @types/node and lib es2022 (no DOM
-// library, no skipLibCheck).
-{
+// library, no skipLibCheck). Part of the whole suite only.
+if (given.length === 0) {
   const project = mkdtempSync(join(tmpdir(), "tcp-framework-types-"));
   try {
     mkdirSync(join(project, "node_modules", "@qtk"), { recursive: true });
@@ -82,13 +95,12 @@ if (build.status !== 0) process.exit(build.status ?? 1);
   }
 }
 
-const tests = ["", "unit"].flatMap((dir) =>
-  existsSync(join(root, "npm", "tests", dir))
-    ? readdirSync(join(root, "npm", "tests", dir))
-      .filter((name) => name.endsWith(".test.js"))
-      .map((name) => dir === "" ? name : `${dir}/${name}`)
-    : []
-).sort();
+// Every folder of tests/ (tests/unit/ among them), by pattern, not by list.
+const tests = given.length > 0
+  ? given.map((file) => relative(join("npm", "tests"), file))
+  : readdirSync(join(root, "npm", "tests"), { recursive: true })
+    .filter((name) => name.endsWith(".test.js"))
+    .sort();
 const files = [];
 for (const name of tests) {
   if (name in notOnNode) {

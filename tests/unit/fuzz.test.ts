@@ -4,11 +4,11 @@
 // is and what is checked.
 
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { generate, reference, run } from "./_fuzz.ts";
-import { generateProxy, proxyReference, runProxy } from "./_fuzz_proxy.ts";
-import { encodeFrame, FrameDecoder, SIGN_DATA } from "../codec.ts";
-import { ProtocolError } from "../errors.ts";
+import { test } from "../_harness.ts";
+import { generate, reference, run } from "../_fuzz.ts";
+import { generateProxy, proxyReference, runProxy } from "../_fuzz_proxy.ts";
+import { encodeFrame, FrameDecoder, SIGN_DATA } from "../../codec.ts";
+import { ProtocolError } from "../../errors.ts";
 
 const SEED = 0x7c9_2025;
 const CASES = 8_000;

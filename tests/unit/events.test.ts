@@ -3,8 +3,8 @@
 // CustomEvent listeners, and listener failures.
 
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { emit, TypedEventTarget } from "../events.ts";
+import { test } from "../_harness.ts";
+import { emit, TypedEventTarget } from "../../events.ts";
 
 interface Args {
   tick: [count: number];

@@ -3,23 +3,23 @@
 // hostile inputs, whole and a byte at a time.
 
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { fromHex } from "./_hex.ts";
-import vectors from "./fixtures/proxy_protocol.json" with { type: "json" };
+import { test } from "../_harness.ts";
+import { fromHex } from "../_hex.ts";
+import vectors from "../fixtures/proxy_protocol.json" with { type: "json" };
 import {
   decodeProxyHeader,
   PROXY_V1_MAX_LENGTH,
   ProxyHeaderDecoder,
   type ProxyHeaderResult,
-} from "../proxy_protocol.ts";
-import { ProtocolError, ProxyProtocolError } from "../errors.ts";
+} from "../../proxy_protocol.ts";
+import { ProtocolError, ProxyProtocolError } from "../../errors.ts";
 import {
   formatIPv6,
   inNetworks,
   type Network,
   parseIPv6,
   parseNetwork,
-} from "../_ip.ts";
+} from "../../_ip.ts";
 
 interface Vector {
   name: string;

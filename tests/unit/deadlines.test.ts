@@ -2,9 +2,9 @@
 // own: expiry order, early removal, re-arming, and no timer left behind.
 
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { until } from "./_helpers.ts";
-import { type Deadline, DeadlineTimer, gracePeriod } from "../_deadlines.ts";
+import { test } from "../_harness.ts";
+import { until } from "../_helpers.ts";
+import { type Deadline, DeadlineTimer, gracePeriod } from "../../_deadlines.ts";
 
 /** Deterministic, so a failure can be replayed. */
 function random(seed: number): () => number {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { fromHex, toHex } from "./_hex.ts";
-import { assertSameBytes, patterned } from "./_helpers.ts";
-import vectors from "./fixtures/vectors.json" with { type: "json" };
+import { test } from "../_harness.ts";
+import { fromHex, toHex } from "../_hex.ts";
+import { assertSameBytes, patterned } from "../_helpers.ts";
+import vectors from "../fixtures/vectors.json" with { type: "json" };
 import {
   decodeFrame,
   encodeFrame,
@@ -15,8 +15,8 @@ import {
   SIGN_DATA,
   SIGN_PING,
   writeHeader,
-} from "../codec.ts";
-import { FrameTooLargeError, ProtocolError } from "../errors.ts";
+} from "../../codec.ts";
+import { FrameTooLargeError, ProtocolError } from "../../errors.ts";
 
 /** `Array.fromAsync`, which Node.js 20 lacks. */
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

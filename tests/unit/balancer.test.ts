@@ -4,8 +4,8 @@
 // taking every message until it has caught up; round robin takes turns.
 
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { Balancer, SLOW_START_MS } from "../client/_balancer.ts";
+import { test } from "../_harness.ts";
+import { Balancer, SLOW_START_MS } from "../../client/_balancer.ts";
 
 interface FakeLink {
   name: string;

@@ -5,16 +5,16 @@
 // DNS (tests/dns_fleet.test.ts has the real one).
 
 import assert from "node:assert/strict";
-import { test } from "./_harness.ts";
-import { Client, ResolveError } from "../mod.ts";
+import { test } from "../_harness.ts";
+import { Client, ResolveError } from "../../mod.ts";
 import {
   Membership,
   MIN_REFRESH_MS,
   parseServers,
-} from "../client/_membership.ts";
-import type { Answer, DnsTarget } from "../client/_dns.ts";
-import type { ServerAddress } from "../client/_pool.ts";
-import { until } from "./_helpers.ts";
+} from "../../client/_membership.ts";
+import type { Answer, DnsTarget } from "../../client/_dns.ts";
+import type { ServerAddress } from "../../client/_pool.ts";
+import { until } from "../_helpers.ts";
 
 test("servers: DNS targets are read in gRPC's syntax; malformed ones are refused naming the entry", () => {
   const entries = parseServers([
