@@ -89,7 +89,7 @@ let made: Promise<TestCertificates | undefined> | undefined;
 
 /**
  * The certificates, made once per test file; undefined, after saying so,
- * where openssl is missing (a test then says it is skipped).
+ * where openssl is missing (its tests are then registered as skipped).
  */
 export function makeCertificates(): Promise<TestCertificates | undefined> {
   return made ??= make();

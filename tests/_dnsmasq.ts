@@ -1,12 +1,16 @@
 // A real DNS server for the tests: dnsmasq on 127.0.0.77 and a free port,
 // answering only from a hosts file in a temporary directory (TTL 1 s), and
 // reloaded (SIGHUP) when the records change. `startDns` returns a reason to
-// skip, as a string, where dnsmasq is not installed or cannot run.
+// skip, as a string, where dnsmasq is not installed or cannot run; a test file
+// asks `dnsmasqProblem()` before registering its tests, to skip them there.
 //
-//   const dns = await startDns({ "svc.test": ["127.0.0.11", "::1"] });
-//   if (typeof dns === "string") return console.log(`skipped: ${dns}`);
-//   try { ...dns.server...; await dns.set({ "svc.test": ["127.0.0.12"] }); }
-//   finally { await dns.stop(); }
+//   const skip = await dnsmasqProblem();
+//   test("…", async () => {
+//     const dns = await startDns({ "svc.test": ["127.0.0.11", "::1"] });
+//     assert(typeof dns !== "string", String(dns));
+//     try { ...dns.server...; await dns.set({ "svc.test": ["127.0.0.12"] }); }
+//     finally { await dns.stop(); }
+//   }, { skip });
 //
 // A name not in the records is NXDOMAIN; a name with only IPv4 addresses has
 // no AAAA record (NODATA), and the other way round. Nothing is forwarded.
@@ -60,6 +64,17 @@ const SETTLE_MS = 5000;
 const SETTLE_ROUNDS = 200;
 /** Longest one query of the harness may take (ms). */
 const QUERY_MS = 2000;
+
+/**
+ * Why dnsmasq cannot serve the tests here (as `startDns` says it), or
+ * undefined where it can: it is started once and stopped.
+ */
+export async function dnsmasqProblem(): Promise<string | undefined> {
+  const dns = await startDns({ "probe.test": ["127.0.0.1"] });
+  if (typeof dns === "string") return dns;
+  await dns.stop();
+  return undefined;
+}
 
 /**
  * Starts dnsmasq answering `records`. Resolves once it answers them; with a

@@ -2,6 +2,7 @@
 // speaks bytes, not frames, for playing a misbehaving peer.
 
 import assert from "node:assert/strict";
+import { Server } from "../mod.ts";
 import {
   runtimeTransport,
   type TransportConnection,
@@ -138,5 +139,21 @@ export class RawSocket {
   async close(): Promise<void> {
     this.#connection.close();
     await this.ended;
+  }
+}
+
+/**
+ * Why servers cannot share a port (reusePort) here, or undefined where they
+ * can: what a server's start() says. For tests' skips, before registration.
+ */
+export async function reusePortProblem(): Promise<string | undefined> {
+  const probe = new Server({ host: HOST, port: 0, reusePort: true });
+  try {
+    await probe.start();
+    return undefined;
+  } catch (error) {
+    return `reusePort is not available here: ${(error as Error).message}`;
+  } finally {
+    await probe.stop();
   }
 }

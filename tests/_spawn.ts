@@ -28,6 +28,22 @@ export interface Child {
   signal(signal: "SIGTERM" | "SIGINT" | "SIGHUP"): void;
 }
 
+/** The child's exit code, or undefined if it still runs after `ms`. */
+export async function exitWithin(
+  child: Child,
+  ms: number,
+): Promise<number | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([child.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Options of {@linkcode spawn}. */
 export interface SpawnOptions {
   cwd?: string;

@@ -10,6 +10,25 @@
 import { type Child, runtimeExecutable, spawn } from "./_spawn.ts";
 import { HOST } from "./_helpers.ts";
 
+/**
+ * Why connects to a full accept queue would not hang here, or undefined where
+ * they do (Linux with tcp_abort_on_overflow 0): for a test's skip, decided
+ * before registration and without opening a socket. Read by `cat`, since
+ * Deno reads /proc/sys only with --allow-all.
+ */
+export async function unansweredProblem(): Promise<string | undefined> {
+  const cat = await spawn("cat", ["/proc/sys/net/ipv4/tcp_abort_on_overflow"]);
+  await cat.closeStdin();
+  const code = await cat.exited;
+  const setting = cat.stdout().trim();
+  if (code !== 0) {
+    return "no /proc/sys/net/ipv4/tcp_abort_on_overflow: only Linux is " +
+      "known to drop SYNs to a full accept queue";
+  }
+  return setting === "0" ? undefined : `tcp_abort_on_overflow is ${setting}: ` +
+    "a full accept queue refuses connects, not drops them";
+}
+
 /** A port whose connects hang; `close()` frees everything. */
 export interface Unanswered {
   readonly port: number;

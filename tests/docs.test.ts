@@ -29,7 +29,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { runtime, test } from "./_harness.ts";
-import { runtimeExecutable, spawn } from "./_spawn.ts";
+import { type Child, exitWithin, runtimeExecutable, spawn } from "./_spawn.ts";
 
 /** Longest a block may run (ms): the harness allows a test 20 s in all. */
 const BLOCK_TIME_LIMIT = 15_000;
@@ -152,29 +152,24 @@ async function run(
   cwd = path(root),
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = await spawn(command, args, { cwd });
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await child.closeStdin();
-    const code = await Promise.race([
-      child.exited,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `${command} ${args.join(" ")} still running after ${limit} ms` +
-                  `\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`,
-              ),
-            ),
-          limit,
-        );
-      }),
-    ]);
+    const code = await exitWithin(child, limit);
+    if (code === undefined) {
+      throw new Error(
+        `${command} ${args.join(" ")} still running after ${limit} ms` +
+          output(child),
+      );
+    }
     return { code, stdout: child.stdout(), stderr: child.stderr() };
   } finally {
-    clearTimeout(timer);
     await child.kill();
   }
+}
+
+/** A child's output, for a failure's message. */
+function output(child: Child): string {
+  return `\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`;
 }
 
 /** deno.json's exports as specifier → file, for the import map and paths. */
@@ -240,10 +235,6 @@ test("docs: the code blocks are written out, with what they import", async () =>
 
 test("docs: the ts blocks type-check", async () => {
   const files = blocks.filter((b) => b.lang === "ts").map(fileOf);
-  if (runtime === "bun") {
-    console.log("Skipping the type check on bun: Deno and Node.js runs do it");
-    return;
-  }
   const result = runtime === "deno"
     ? await run(
       runtimeExecutable(),
@@ -279,17 +270,15 @@ test("docs: the ts blocks type-check", async () => {
       dir,
     );
   assert.equal(result.code, 0, result.stdout + result.stderr);
+}, {
+  skip: runtime === "bun"
+    ? "the docs' type check is done by the Deno and Node.js runs"
+    : undefined,
 });
 
 for (const block of blocks) {
   test(`docs: ${block.doc}:${block.line} (${block.lang}) runs`, async () => {
     assert.notEqual(dir, "", "the blocks were not written out");
-    if (block.lang === "cjs" && runtime !== "node") {
-      console.log(
-        `Skipping ${block.doc}:${block.line} on ${runtime}: CommonJS blocks are Node.js programs`,
-      );
-      return;
-    }
     let file = fileOf(block);
     const args: string[] = [];
     if (runtime === "deno") {
@@ -311,9 +300,6 @@ for (const block of blocks) {
       cwd: path(root),
     });
     const where = `${block.doc}:${block.line}`;
-    const output = () =>
-      `\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await child.closeStdin();
       const started = Date.now();
@@ -321,30 +307,28 @@ for (const block of blocks) {
         await child.waitFor(() => true, BLOCK_TIME_LIMIT);
         child.signal("SIGTERM");
       }
-      const code = await Promise.race([
-        child.exited,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new Error(
-                  `${where} still running after ${BLOCK_TIME_LIMIT} ms${output()}`,
-                ),
-              ),
-            Math.max(0, BLOCK_TIME_LIMIT - (Date.now() - started)),
-          );
-        }),
-      ]);
-      assert.equal(code, 0, `${where} exited with ${code}${output()}`);
+      const code = await exitWithin(
+        child,
+        Math.max(0, BLOCK_TIME_LIMIT - (Date.now() - started)),
+      );
+      if (code === undefined) {
+        throw new Error(
+          `${where} still running after ${BLOCK_TIME_LIMIT} ms${output(child)}`,
+        );
+      }
+      assert.equal(code, 0, `${where} exited with ${code}${output(child)}`);
       assert.doesNotMatch(
         child.stderr(),
         /unhandled "exception" event/,
-        `${where} left an exception unheard${output()}`,
+        `${where} left an exception unheard${output(child)}`,
       );
     } finally {
-      clearTimeout(timer);
       await child.kill();
     }
+  }, {
+    skip: block.lang === "cjs" && runtime !== "node"
+      ? "CommonJS blocks are Node.js programs"
+      : undefined,
   });
 }
 

@@ -31,21 +31,24 @@ function expectedProblem(): RegExp | undefined {
   return undefined;
 }
 
-test("reusePort: two servers on one port both accept connections, or start() says why it cannot", async () => {
-  const problem = expectedProblem();
-  await using first = new Server({ host: HOST, port: 0, reusePort: true });
-  if (problem) {
+const problem = expectedProblem();
+
+test(
+  "reusePort: where servers cannot share a port, start() says why",
+  async () => {
+    await using first = new Server({ host: HOST, port: 0, reusePort: true });
     await assert.rejects(first.start(), (error: Error) => {
-      assert.match(error.message, problem);
+      assert.match(error.message, problem!);
       assert.match(error.message, /reusePort/);
       return true;
     });
     assert.equal(first.listening, false);
-    console.log(
-      `reusePort[${runtime}] sharing skipped: start() refused as it must (${problem})`,
-    );
-    return;
-  }
+  },
+  { skip: problem ? undefined : "servers can share a port here" },
+);
+
+test("reusePort: two servers on one port both accept connections", async () => {
+  await using first = new Server({ host: HOST, port: 0, reusePort: true });
   await first.start();
   await using second = new Server({
     host: HOST,
@@ -78,6 +81,8 @@ test("reusePort: two servers on one port both accept connections, or start() say
   } finally {
     await Promise.all(sockets.map((socket) => socket.close()));
   }
+}, {
+  skip: problem ? `reusePort is not available here (${problem})` : undefined,
 });
 
 test("reusePort must be a boolean", () => {
@@ -87,28 +92,30 @@ test("reusePort must be a boolean", () => {
   );
 });
 
-test("reusePort on Deno without --unstable-net: start() rejects (Deno would exit the process)", async () => {
-  if (runtime !== "deno") {
-    console.log(
-      `reusePort[${runtime}]: the Deno flag check skipped (Deno only)`,
-    );
-    return;
-  }
-  const mod = new URL("../mod.ts", import.meta.url).href;
-  const script = `import { Server } from ${JSON.stringify(mod)};
+test(
+  "reusePort on Deno without --unstable-net: start() rejects (Deno would exit the process)",
+  async () => {
+    const mod = new URL("../mod.ts", import.meta.url).href;
+    const script = `import { Server } from ${JSON.stringify(mod)};
 const server = new Server({ host: "127.0.0.1", port: 0, reusePort: true });
 try { await server.start(); console.log("started"); await server.stop(); }
 catch (error) { console.log("refused: " + error.message); }`;
-  const child = await spawn(runtimeExecutable(), [
-    "eval",
-    "--no-check",
-    script,
-  ]);
-  try {
-    const line = await child.waitFor(/^(started|refused)/, 10_000);
-    assert.match(line, /^refused: .*--unstable-net/);
-    assert.equal(await child.exited, 0);
-  } finally {
-    await child.kill();
-  }
-});
+    const child = await spawn(runtimeExecutable(), [
+      "eval",
+      "--no-check",
+      script,
+    ]);
+    try {
+      const line = await child.waitFor(/^(started|refused)/, 10_000);
+      assert.match(line, /^refused: .*--unstable-net/);
+      assert.equal(await child.exited, 0);
+    } finally {
+      await child.kill();
+    }
+  },
+  {
+    skip: runtime === "deno"
+      ? undefined
+      : "a check of Deno's --unstable-net (Deno only)",
+  },
+);
