@@ -10,6 +10,7 @@ import {
   ConnectionLimitError,
   encodeFrame,
   FrameTooLargeError,
+  ProtocolError,
   Server,
   SIGN_DATA,
   TimeoutError,
@@ -206,6 +207,8 @@ test("a peer claiming a huge length is dropped from the header alone, nothing al
 test("a header claiming exactly maxFrameSize allocates nothing up front", async () => {
   const maxFrameSize = 64 * 1024 * 1024; // the default
   await using server = new Server({ host: HOST, port: 0, maxFrameSize });
+  const exceptions: unknown[] = [];
+  server.on("exception", (_socket, error) => exceptions.push(error));
   await server.start();
   const raw = await RawSocket.connect(server.port);
   try {
@@ -225,4 +228,9 @@ test("a header claiming exactly maxFrameSize allocates nothing up front", async 
   } finally {
     await raw.close();
   }
+  // The peer left inside the frame: the server says so, once.
+  await until(() => exceptions.length > 0, 5000, "the server's exception");
+  assert.equal(exceptions.length, 1, String(exceptions));
+  assert.ok(exceptions[0] instanceof ProtocolError, String(exceptions[0]));
+  assert.match(String(exceptions[0]), /Stream ended inside a frame/);
 });

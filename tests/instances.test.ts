@@ -18,15 +18,24 @@ const MOD = new URL(
 
 // The server process: echoes requests (after DELAY ms), keeps the numbers of
 // the send()s it reads in order, and on SIGTERM drains, prints them, exits.
+// With HOLD set, it never answers requests whose first byte is 2, and says
+// HOLDING at the first: a process to kill with such a request in flight.
 const SCRIPT = `
 import { Server } from ${JSON.stringify(MOD)};
 const env = globalThis.Deno ? Deno.env.toObject() : process.env;
 const delay = Number(env.DELAY ?? 0);
+const hold = env.HOLD === "1";
+let holding = false;
 const server = new Server({ host: "127.0.0.1", port: Number(env.PORT), gracePeriod: 5 });
 const sends = [];
 server.on("data", (socket, { uuid, data }) => {
   if (data[0] === 1) {
     sends.push(new DataView(data.buffer, data.byteOffset).getUint32(1));
+    return;
+  }
+  if (hold && data[0] === 2) {
+    if (!holding) console.log("HOLDING");
+    holding = true;
     return;
   }
   if (delay === 0) socket.send({ uuid, data });
@@ -52,14 +61,18 @@ interface Instance {
   port: number;
 }
 
-async function startServer(port = 0, delay = 0): Promise<Instance> {
+async function startServer(
+  port = 0,
+  delay = 0,
+  hold = false,
+): Promise<Instance> {
   const args = runtime === "deno"
     ? ["eval", "--no-check", SCRIPT]
     : runtime === "bun"
     ? ["-e", SCRIPT]
     : ["--input-type=module", "-e", SCRIPT];
   const child = await spawn(runtimeExecutable(), args, {
-    env: { PORT: String(port), DELAY: String(delay) },
+    env: { PORT: String(port), DELAY: String(delay), HOLD: hold ? "1" : "" },
   });
   try {
     const line = await child.waitFor(/^LISTENING \d+$/, 10_000);
@@ -256,8 +269,12 @@ test("kill -9 of one of 3 server processes: only requests written to it fail (Co
   const instances: Instance[] = [];
   let client: Client | undefined;
   try {
-    // Replies come 50 ms late, so requests are in flight when it dies.
-    for (let i = 0; i < 3; i++) instances.push(await startServer(0, 50));
+    // Replies come 50 ms late, so requests are in flight when it dies; and
+    // the one killed holds the plain requests it gets (first byte 2), so one
+    // surely is in flight on it then, whatever order round robin gave them.
+    for (let i = 0; i < 3; i++) {
+      instances.push(await startServer(0, 50, i === 0));
+    }
     const names = instances.map((instance) => `${HOST}:${instance.port}`);
     // Round robin: each server gets its share of both kinds of request.
     client = new Client({
@@ -277,7 +294,7 @@ test("kill -9 of one of 3 server processes: only requests written to it fail (Co
       while (running) {
         figures.sent++;
         try {
-          await client!.request(new Uint8Array([0]), {
+          await client!.request(new Uint8Array([again ? 0 : 2]), {
             timeout: 10_000,
             idempotent: again,
           });
@@ -291,9 +308,9 @@ test("kill -9 of one of 3 server processes: only requests written to it fail (Co
       ...Array.from({ length: 6 }, () => loop(plain, false)),
       ...Array.from({ length: 6 }, () => loop(idempotent, true)),
     ]);
-    await sleep(300);
+    await instances[0].child.waitFor(/^HOLDING$/, 5000);
     await instances[0].child.kill(); // SIGKILL
-    await sleep(300);
+    await sleep(300); // the load goes on over the other two
     running = false;
     await loops;
     console.log(
