@@ -9,12 +9,15 @@
 // median of the rounds and, per server, the ratio to the raw server and to
 // the Node.js package from the same run; then a client-side comparison (the
 // framework's Client against a raw client, both driving the raw server), and
-// resident memory. Prints tables and writes JSON to
+// resident memory. Last, the peer users would pick instead: the framework's
+// npm build against a gRPC echo (@grpc/grpc-js), both on Node.js, server and
+// load generator each a process of its own. Prints tables and writes JSON to
 // .bench/results-<runtime>.json. See bench/README.md.
 //
 // Options: --rounds=N (default 3), --seconds=S per round (default 1.2),
 // --warmup=S (default 0.3), --only=<substring of workload names>,
-// --servers=<comma-separated keys, default all>, --no-client, --no-memory.
+// --servers=<comma-separated keys, default all>, --no-client, --no-memory,
+// --no-grpc, --grpc-only (the gRPC table alone).
 
 import {
   type Child,
@@ -49,6 +52,7 @@ const ROUNDS = Math.max(1, Math.min(20, Number(option("rounds", "3"))));
 const DURATION_MS = Math.max(200, Number(option("seconds", "1.2")) * 1000);
 const WARMUP_MS = Math.max(0, Number(option("warmup", "0.3")) * 1000);
 const ONLY = option("only", "");
+const GRPC_ONLY = flag("grpc-only");
 
 interface Workload {
   name: string;
@@ -96,6 +100,21 @@ const CLIENT_WORKLOADS: Array<Workload & { mode: string }> = [
     size: 16 * KiB,
   },
 ];
+
+/** The request/reply shapes that map onto gRPC unary calls. */
+const RPC_WORKLOADS: Workload[] = [
+  { name: "1 × 1 × 64 B", connections: 1, inflight: 1, size: 64 },
+  { name: "1 × 64 × 64 B", connections: 1, inflight: 64, size: 64 },
+  { name: "32 × 16 × 64 B", connections: 32, inflight: 16, size: 64 },
+  { name: "1 × 1 × 16 KiB", connections: 1, inflight: 1, size: 16 * KiB },
+  { name: "1 × 64 × 16 KiB", connections: 1, inflight: 64, size: 16 * KiB },
+  { name: "32 × 16 × 16 KiB", connections: 32, inflight: 16, size: 16 * KiB },
+];
+// gRPC's client takes seconds of calls to reach its pace (Node.js 20: about
+// 2,600 msg/s at 1 × 64 × 64 B after 0.3 s, 4,500 after 1 s, 5,000 after 2
+// s), so each side's load process is warmed up this long before its first
+// round, then kept for the whole table.
+const RPC_FIRST_WARMUP_MS = 2000;
 
 interface Result {
   messagesPerSecond: number;
@@ -332,6 +351,131 @@ async function measureAll(
   };
 }
 
+/** One side of the gRPC comparison: its server and its load generator. */
+interface RpcSide {
+  server: Server;
+  load: Child;
+  warm: boolean;
+}
+
+const RPC_SIDES = ["framework", "grpc"] as const;
+
+/**
+ * Starts one side's echo server and load generator, both on Node.js.
+ * @throws {Error} If either does not start (Node.js or @grpc/grpc-js
+ * missing).
+ */
+async function startRpcSide(side: typeof RPC_SIDES[number]): Promise<RpcSide> {
+  const server = await startServer(() =>
+    spawnCommand(["node", here("./node_rpc_echo_server.mjs"), side])
+  );
+  try {
+    const load = spawnCommand([
+      "node",
+      here("./node_rpc_load.mjs"),
+      side,
+      String(server.port),
+      String(server.child.pid),
+    ]);
+    await expectJson(load, "ready", 15_000);
+    return { server, load, warm: false };
+  } catch (error) {
+    await stopServer(server);
+    throw error;
+  }
+}
+
+async function stopRpcSide(side: RpcSide): Promise<void> {
+  await side.load.closeStdin();
+  await Promise.race([side.load.exited, sleep(5000)]);
+  side.load.kill();
+  await stopServer(side.server);
+}
+
+/** One round of `workload` on one side. */
+async function rpcRound(side: RpcSide, workload: Workload): Promise<Result> {
+  const warmupMs = side.warm
+    ? WARMUP_MS
+    : Math.max(WARMUP_MS, RPC_FIRST_WARMUP_MS);
+  side.warm = true;
+  await side.load.send(JSON.stringify({
+    connections: workload.connections,
+    inflight: workload.inflight,
+    size: workload.size,
+    warmupMs,
+    durationMs: DURATION_MS,
+  }));
+  const { result } = await expectJson<
+    { result: Result & { serverConnections: number } }
+  >(side.load, "result", warmupMs + DURATION_MS + 40_000);
+  if (result.messages === 0) throw new Error("no reply in the window");
+  // What the server holds, not what the client asked for: grpc-js channels
+  // to one target share a connection unless told otherwise.
+  if (result.serverConnections !== workload.connections) {
+    throw new Error(
+      `the server had ${result.serverConnections} connections, not ${workload.connections}`,
+    );
+  }
+  return result;
+}
+
+/** Builds the npm package into npm/, which the framework side runs. */
+async function buildNpm(): Promise<void> {
+  const build = spawnCommand(["node", here("../tools/build-npm.mjs")]);
+  // Read its output to the end, so a long error cannot fill the pipe.
+  for (let i = 0; i < 10_000; i++) {
+    const line = await build.line(120_000);
+    if (line === undefined) break;
+    console.error(`  build-npm: ${line}`);
+  }
+  const code = await build.exited;
+  if (code !== 0) throw new Error(`tools/build-npm.mjs exited with ${code}`);
+}
+
+/**
+ * The framework's npm build against @grpc/grpc-js, both on Node.js, on every
+ * RPC workload; undefined (with the reason printed) when Node.js or gRPC is
+ * missing.
+ */
+async function measureGrpc(): Promise<Comparison[] | undefined> {
+  const workloads = RPC_WORKLOADS.filter((workload) =>
+    !ONLY || workload.name.includes(ONLY)
+  );
+  if (workloads.length === 0) return [];
+  const sides: Partial<Record<typeof RPC_SIDES[number], RpcSide>> = {};
+  try {
+    await buildNpm();
+    for (const side of RPC_SIDES) sides[side] = await startRpcSide(side);
+  } catch (error) {
+    console.log(
+      `(skipped: gRPC comparison, Node.js did not run it: ${error}; it needs \`node\` and \`npm ci --prefix tools\`)`,
+    );
+    for (const side of Object.values(sides)) await stopRpcSide(side);
+    return undefined;
+  }
+  const { framework, grpc } = sides as Record<
+    typeof RPC_SIDES[number],
+    RpcSide
+  >;
+  try {
+    const rows: Comparison[] = [];
+    for (const workload of workloads) {
+      rows.push(
+        await compare(
+          workload,
+          () => rpcRound(framework, workload),
+          () => rpcRound(grpc, workload),
+        ),
+      );
+      console.error(`  done: gRPC ${workload.name}`);
+    }
+    return rows;
+  } finally {
+    await stopRpcSide(framework);
+    await stopRpcSide(grpc);
+  }
+}
+
 const fmt = {
   count: (n: number) =>
     n >= 1e6
@@ -430,6 +574,44 @@ function serverTable(
         ].join(" | ")
       } |`);
     }
+  }
+  return out.join("\n");
+}
+
+/** The gRPC comparison: msg/s, ratio, latency, CPU per message each side. */
+function grpcTable(rows: Comparison[]): string {
+  const header = [
+    "workload",
+    "framework msg/s",
+    "gRPC msg/s",
+    "framework ÷ gRPC",
+    "framework p50 / p99",
+    "gRPC p50 / p99",
+    "framework CPU / msg, client + server",
+    "gRPC CPU / msg, client + server",
+  ];
+  const cpu = (summary: Summary) =>
+    `${fmt.cpuPerMessage(summary.loadCpu, summary.messagesPerSecond)} + ${
+      fmt.cpuPerMessage(summary.serverCpu, summary.messagesPerSecond)
+    }`;
+  const out = [
+    `\n### Node.js: the framework's npm build vs gRPC (@grpc/grpc-js unary calls)\n`,
+    `| ${header.join(" | ")} |`,
+    `| ${header.map(() => "---").join(" | ")} |`,
+  ];
+  for (const row of rows) {
+    out.push(`| ${
+      [
+        row.workload,
+        fmt.count(row.subject.messagesPerSecond),
+        fmt.count(row.baseline.messagesPerSecond),
+        fmt.ratio(row.ratio),
+        `${fmt.us(row.subject.p50us)} / ${fmt.us(row.subject.p99us)}`,
+        `${fmt.us(row.baseline.p50us)} / ${fmt.us(row.baseline.p99us)}`,
+        cpu(row.subject),
+        cpu(row.baseline),
+      ].join(" | ")
+    } |`);
   }
   return out.join("\n");
 }
@@ -536,22 +718,10 @@ function machine() {
   };
 }
 
-async function main(): Promise<void> {
-  const started = performance.now();
-  const info = machine();
-  console.log(
-    `# @qtk/tcp-framework benchmark — ${info.runtime}, ${info.cores} cores, ${info.cpu}`,
-  );
-  console.log(
-    `${ROUNDS} rounds of ${DURATION_MS} ms (+${WARMUP_MS} ms warm-up) per side and workload; medians`,
-  );
-  const results: Record<string, unknown> = {
-    date: new Date().toISOString(),
-    machine: info,
-    rounds: ROUNDS,
-    durationMs: DURATION_MS,
-    warmupMs: WARMUP_MS,
-  };
+/** The servers' table, then the client's (unless `--no-client`). */
+async function measureServers(
+  results: Record<string, unknown>,
+): Promise<void> {
   const wanted = option("servers", "");
   const specs = SERVERS.filter((spec) =>
     spec.key === "raw" || !wanted || wanted.split(",").includes(spec.key)
@@ -606,7 +776,31 @@ async function main(): Promise<void> {
   } finally {
     for (const { server } of running) await stopServer(server);
   }
-  if (!flag("no-memory")) {
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const info = machine();
+  console.log(
+    `# @qtk/tcp-framework benchmark — ${info.runtime}, ${info.cores} cores, ${info.cpu}`,
+  );
+  console.log(
+    `${ROUNDS} rounds of ${DURATION_MS} ms (+${WARMUP_MS} ms warm-up) per side and workload; medians`,
+  );
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine: info,
+    rounds: ROUNDS,
+    durationMs: DURATION_MS,
+    warmupMs: WARMUP_MS,
+  };
+  if (!GRPC_ONLY) await measureServers(results);
+  if (!flag("no-grpc")) {
+    const grpc = await measureGrpc();
+    if (grpc) results.grpc = grpc;
+    if (grpc?.length) console.log(grpcTable(grpc));
+  }
+  if (!GRPC_ONLY && !flag("no-memory")) {
     const count = 1000;
     const memory: Memory = {
       idleConnections: count,
