@@ -112,9 +112,10 @@ const RPC_WORKLOADS: Workload[] = [
 ];
 // gRPC's client takes seconds of calls to reach its pace (Node.js 20: about
 // 2,600 msg/s at 1 × 64 × 64 B after 0.3 s, 4,500 after 1 s, 5,000 after 2
-// s), so each side's load process is warmed up this long before its first
-// round, then kept for the whole table.
-const RPC_FIRST_WARMUP_MS = 2000;
+// s), so each side's load process first makes calls this long (64 in flight
+// on one connection, whatever the first workload), then is kept for the
+// whole table.
+const RPC_WARMUP_MS = 2000;
 
 interface Result {
   messagesPerSecond: number;
@@ -355,7 +356,6 @@ async function measureAll(
 interface RpcSide {
   server: Server;
   load: Child;
-  warm: boolean;
 }
 
 const RPC_SIDES = ["framework", "grpc"] as const;
@@ -377,12 +377,27 @@ async function startRpcSide(side: typeof RPC_SIDES[number]): Promise<RpcSide> {
       String(server.port),
       String(server.child.pid),
     ]);
-    await expectJson(load, "ready", 15_000);
-    return { server, load, warm: false };
+    try {
+      await expectJson(load, "ready", 15_000);
+    } catch (error) {
+      load.kill();
+      throw error;
+    }
+    return { server, load };
   } catch (error) {
     await stopServer(server);
     throw error;
   }
+}
+
+/** Calls for RPC_WARMUP_MS: a round like the others, its result dropped. */
+async function warmUp(side: RpcSide): Promise<void> {
+  await rpcRound(side, {
+    name: "warm-up",
+    connections: 1,
+    inflight: 64,
+    size: 64,
+  }, Math.max(0, RPC_WARMUP_MS - DURATION_MS));
 }
 
 async function stopRpcSide(side: RpcSide): Promise<void> {
@@ -393,11 +408,11 @@ async function stopRpcSide(side: RpcSide): Promise<void> {
 }
 
 /** One round of `workload` on one side. */
-async function rpcRound(side: RpcSide, workload: Workload): Promise<Result> {
-  const warmupMs = side.warm
-    ? WARMUP_MS
-    : Math.max(WARMUP_MS, RPC_FIRST_WARMUP_MS);
-  side.warm = true;
+async function rpcRound(
+  side: RpcSide,
+  workload: Workload,
+  warmupMs = WARMUP_MS,
+): Promise<Result> {
   await side.load.send(JSON.stringify({
     connections: workload.connections,
     inflight: workload.inflight,
@@ -458,6 +473,8 @@ async function measureGrpc(): Promise<Comparison[] | undefined> {
     RpcSide
   >;
   try {
+    await warmUp(framework);
+    await warmUp(grpc);
     const rows: Comparison[] = [];
     for (const workload of workloads) {
       rows.push(
