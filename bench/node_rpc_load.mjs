@@ -22,11 +22,13 @@
 // and drain, so the process is idle while the other side is measured. Every
 // reply's length and last byte are checked against the request's. A round
 // prints one line {"result": …} with the fields of bench/run.ts's Result,
-// plus `serverConnections`: the established TCP connections whose local port
-// is the server's (from /proc/net/tcp, during the window), for the runner to
-// check that the server saw `connections` of them. Exits when stdin ends.
+// plus what the server process held during the window (its sockets in
+// /proc/<pid>/fd, established on its port in /proc/net/tcp):
+// `serverConnections`, and `serverConnectionsFromLoad`, those whose other end
+// is a socket of this process, for the runner to check that they are
+// `connections`. Exits when stdin ends.
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { ECHO_SERVICE, loadGrpc } from "./_node_grpc.mjs";
 
@@ -150,10 +152,23 @@ function cpuMs(pid) {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** Established IPv4 and IPv6 TCP sockets whose local port is `port`. */
-function establishedAt(port) {
-  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  let count = 0;
+/** The inodes of a process's sockets, from its file descriptors. */
+function socketInodes(pid) {
+  const inodes = new Set();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(
+        readlinkSync(`/proc/${pid}/fd/${fd}`),
+      );
+      if (match) inodes.add(match[1]);
+    } catch { /* closed meanwhile */ }
+  }
+  return inodes;
+}
+
+/** Established TCP sockets (IPv4 and IPv6): local and remote port, inode. */
+function establishedSockets() {
+  const sockets = [];
   for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let table;
     try {
@@ -162,12 +177,39 @@ function establishedAt(port) {
       continue;
     }
     for (const line of table.split("\n").slice(1)) {
+      // local "ADDRESS:PORT", remote "ADDRESS:PORT", state (01 is
+      // ESTABLISHED), then the inode in the tenth field.
       const fields = line.trim().split(/\s+/);
-      // fields[1] is the local "ADDRESS:PORT"; state 01 is ESTABLISHED.
-      if (fields[1]?.endsWith(hexPort) && fields[3] === "01") count++;
+      if (fields[3] !== "01") continue;
+      const portOf = (address) => parseInt(address.slice(-4), 16);
+      sockets.push({
+        local: portOf(fields[1]),
+        remote: portOf(fields[2]),
+        inode: fields[9],
+      });
     }
   }
-  return count;
+  return sockets;
+}
+
+/**
+ * The connections the server process holds on its port: all of them, and
+ * those whose other end is a socket of this process (the rest come from
+ * elsewhere on a shared machine).
+ */
+function serverConnections() {
+  const sockets = establishedSockets();
+  const mine = socketInodes("self");
+  const theirs = socketInodes(serverPid);
+  const myPorts = new Set(
+    sockets.filter((s) => mine.has(s.inode) && s.remote === port)
+      .map((s) => s.local),
+  );
+  const held = sockets.filter((s) => theirs.has(s.inode) && s.local === port);
+  return {
+    all: held.length,
+    fromThisLoad: held.filter((s) => myPorts.has(s.remote)).length,
+  };
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -191,7 +233,7 @@ async function measure(
   const cpuStart = cpuMs("self");
   const serverCpuStart = cpuMs(serverPid);
   const start = round.windowStart = performance.now();
-  const serverConnections = establishedAt(port);
+  const connectionsSeen = serverConnections();
   await sleep(durationMs);
   round.measuring = false;
   const elapsed = performance.now() - start;
@@ -212,7 +254,8 @@ async function measure(
     loadCpu: cpu / elapsed,
     serverCpu: serverCpu / elapsed,
     unanswered: round.outstanding,
-    serverConnections,
+    serverConnections: connectionsSeen.all,
+    serverConnectionsFromLoad: connectionsSeen.fromThisLoad,
   };
 }
 
