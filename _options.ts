@@ -6,7 +6,9 @@ import { quote } from "./_quote.ts";
 import {
   checkBoolean,
   checkCount,
+  checkHost,
   checkNothing,
+  checkPort,
   checkProtocol,
   checkSeconds,
 } from "./_checks.ts";
@@ -168,6 +170,22 @@ export const CONNECTION_TABLE = {
     doc: "socket implementation (the running runtime's), for tests",
   },
 } as const satisfies OptionTable<ConnectionOptions>;
+
+/**
+ * The rows of a Client's one server, in its table and in the command line's
+ * client subcommands (which offer no other Client option).
+ */
+export const SERVER_ADDRESS_TABLE = {
+  host: {
+    check: checkHost,
+    default: DEFAULT_HOST,
+    doc: "server address",
+  },
+  port: {
+    check: checkPort,
+    doc: "server port",
+  },
+} as const;
 
 /** The options of every connection, parsed by a Server's or Client's table. */
 export type ParsedConnectionOptions = ParsedOptions<typeof CONNECTION_TABLE>;

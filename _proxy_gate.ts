@@ -10,7 +10,32 @@ import { type Network, parseNetwork } from "./_ip.ts";
 import { quote } from "./_quote.ts";
 import { type OptionTable, parseOptions } from "./_option_table.ts";
 import type { ConnectionHandler } from "./transport/transport.ts";
-import type { ProxyProtocolOptions } from "./server.ts";
+
+/**
+ * The `proxyProtocol` option in full.
+ *
+ * @example
+ * ```ts
+ * import type { ProxyProtocolOptions } from "@qtk/tcp-framework";
+ * const options: ProxyProtocolOptions = { trusted: ["10.0.0.0/8", "::1"], timeout: 3 };
+ * ```
+ */
+export interface ProxyProtocolOptions {
+  /**
+   * Addresses ("10.1.2.3", "::1") and networks ("10.0.0.0/8", "fd00::/8") of
+   * the proxies allowed to connect; a connection from anywhere else is closed
+   * with an `exception` before a byte of it is read. IPv4 entries also match
+   * IPv4-mapped IPv6 peers ("::ffff:10.1.2.3").
+   * @default {any peer}
+   */
+  trusted?: string[];
+  /**
+   * Seconds a connection has to deliver its whole PROXY header (the
+   * specification asks for at least 3, to cover a TCP retransmit).
+   * @default {5}
+   */
+  timeout?: number;
+}
 
 /**
  * Seconds a connection has to deliver its whole PROXY header. The

@@ -42,8 +42,12 @@ import {
   toMs,
 } from "./_options.ts";
 import { checkObject, checkPort } from "./_checks.ts";
-import { parseOptions, refuseUnknownKeys } from "./_option_table.ts";
-import { CLIENT_TABLE, REQUEST_TABLE } from "./_client_options.ts";
+import {
+  type OptionTable,
+  parseOptions,
+  refuseUnknownKeys,
+} from "./_option_table.ts";
+import { CLIENT_TABLE, REQUEST_TABLE } from "./client/_options.ts";
 import { quote } from "./_quote.ts";
 import { ClosedError, ConnectionLostError } from "./errors.ts";
 import type {
@@ -81,7 +85,7 @@ export { type OutlierOptions, reconnectDelay, type ServerAddress };
 export {
   DEFAULT_MAX_QUEUED_MESSAGES,
   DEFAULT_REQUEST_TIMEOUT,
-} from "./_client_options.ts";
+} from "./client/_options.ts";
 
 /**
  * Options of {@linkcode Client}.
@@ -232,6 +236,11 @@ export interface RequestOptions {
    */
   transfer?: boolean;
 }
+
+// The options tables are kept in step with the interfaces (a key without a
+// row, or a row without a key, fails the type check).
+CLIENT_TABLE satisfies OptionTable<ClientOptions>;
+REQUEST_TABLE satisfies OptionTable<RequestOptions>;
 
 /**
  * The client's events and their positional arguments, as passed to

@@ -36,7 +36,7 @@ import {
 } from "./message.ts";
 import { type ConnectionOptions, connectionSettings } from "./_options.ts";
 import { checkObject } from "./_checks.ts";
-import { parseOptions } from "./_option_table.ts";
+import { type OptionTable, parseOptions } from "./_option_table.ts";
 import { SERVER_TABLE } from "./_server_options.ts";
 import { checkServerTls } from "./_tls_options.ts";
 import {
@@ -103,31 +103,8 @@ const LEGACY_IDLE_MS = 100;
 /** ...or, when it sent messages that get no reply, once silent this long. */
 const LEGACY_SILENT_MS = 1000;
 
-/**
- * The `proxyProtocol` option in full.
- *
- * @example
- * ```ts
- * import type { ProxyProtocolOptions } from "@qtk/tcp-framework";
- * const options: ProxyProtocolOptions = { trusted: ["10.0.0.0/8", "::1"], timeout: 3 };
- * ```
- */
-export interface ProxyProtocolOptions {
-  /**
-   * Addresses ("10.1.2.3", "::1") and networks ("10.0.0.0/8", "fd00::/8") of
-   * the proxies allowed to connect; a connection from anywhere else is closed
-   * with an `exception` before a byte of it is read. IPv4 entries also match
-   * IPv4-mapped IPv6 peers ("::ffff:10.1.2.3").
-   * @default {any peer}
-   */
-  trusted?: string[];
-  /**
-   * Seconds a connection has to deliver its whole PROXY header (the
-   * specification asks for at least 3, to cover a TCP retransmit).
-   * @default {5}
-   */
-  timeout?: number;
-}
+import type { ProxyProtocolOptions } from "./_proxy_gate.ts";
+export type { ProxyProtocolOptions };
 
 /**
  * Options of {@linkcode Server}.
@@ -216,6 +193,10 @@ export interface ServerOptions extends ConnectionOptions {
    */
   reusePort?: boolean;
 }
+
+// The options table is kept in step with the interface (a key without a row,
+// or a row without a key, fails the type check).
+SERVER_TABLE satisfies OptionTable<ServerOptions>;
 
 /**
  * One client connection, as the server's events hand it over.
@@ -517,7 +498,9 @@ export class Server extends TypedEventTarget<ServerEvents, ServerEventDetails> {
     this.#protocol = common.connection.protocol;
     this.#maxConnections = parsed.maxConnections;
     this.#tls = parsed.tls;
-    this.#authorize = parsed.authorize;
+    this.#authorize = parsed.authorize as
+      | ((socket: ServerSocket) => boolean)
+      | undefined;
     this.#proxy = parsed.proxyProtocol;
     this.#reusePort = parsed.reusePort;
     const maxAge = parsed.maxConnectionAge;

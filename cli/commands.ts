@@ -52,7 +52,7 @@ import {
 import type { CliIo } from "./_io.ts";
 import { randomUuid } from "../message.ts";
 import { SERVER_TABLE } from "../_server_options.ts";
-import { CLIENT_TABLE } from "../_client_options.ts";
+import { CONNECTION_TABLE, SERVER_ADDRESS_TABLE } from "../_options.ts";
 import { PROXY_PROTOCOL_TABLE } from "../_proxy_gate.ts";
 
 /** Host every subcommand uses unless `--host` says otherwise. */
@@ -63,7 +63,10 @@ const encoder = new TextEncoder();
 const HELP_FLAG: Flag = { type: "boolean", short: "h", help: "show this help" };
 
 /** Where a client subcommand connects: the Client options it offers. */
-const TARGET_FLAGS = optionFlags(CLIENT_TABLE, {
+const TARGET_FLAGS = optionFlags({
+  ...CONNECTION_TABLE,
+  ...SERVER_ADDRESS_TABLE,
+}, {
   host: { type: "string", arg: "<host>", default: CLI_DEFAULT_HOST },
   port: { type: "number", short: "p", arg: "<port>", after: " (required)" },
   protocol: { type: "number", arg: "<2|3>" },

@@ -18,18 +18,6 @@ import { dirname, join, posix, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "../_harness.ts";
 
-/**
- * Imports of another folder's private module that are being removed in
- * parallel (a branch of its own): the TLS checks move out of
- * `transport/_tls.ts`. Delete these lines once that branch is merged.
- * (`transport/_tls.ts`'s own imports of `../_quote.ts` and `../_known_keys.ts`
- * pass the rule: the root is an ancestor of `transport/`.)
- */
-const KNOWN_EXCEPTIONS = new Set([
-  "client.ts -> transport/_tls.ts",
-  "server.ts -> transport/_tls.ts",
-]);
-
 /** Folders at the root that hold no library module. */
 const NOT_LIBRARY = new Set([
   "bench",
@@ -235,8 +223,7 @@ test("layering: a private module is used only in its folder and below", () => {
     for (const target of targets) {
       const name = posix.basename(target);
       if (!name.startsWith("_") || mayImportPrivate(module, target)) continue;
-      const edge = `${module} -> ${target}`;
-      if (!KNOWN_EXCEPTIONS.has(edge)) outside.push(edge);
+      outside.push(`${module} -> ${target}`);
     }
   }
   assert.deepEqual(outside, []);

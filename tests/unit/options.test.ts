@@ -24,7 +24,7 @@ import {
   DEFAULT_MAX_QUEUED_MESSAGES,
   DEFAULT_REQUEST_TIMEOUT,
   REQUEST_TABLE,
-} from "../../_client_options.ts";
+} from "../../client/_options.ts";
 import { SEND_TABLE, wantsTransfer } from "../../message.ts";
 import {
   checkClientTls,

@@ -1,24 +1,22 @@
-// The tables of ClientOptions and RequestOptions (client.ts): each option's
-// check, default, unit and doc. Any key without a row is refused as a typo.
+// The tables of ClientOptions and RequestOptions: each option's check,
+// default, unit and doc. Any key without a row is refused as a typo.
+// client.ts, which owns the interfaces, ties each to its table with
+// `satisfies` (importing them here would be an import circle).
 
-import { CONNECTION_TABLE, DEFAULT_HOST } from "./_options.ts";
+import { CONNECTION_TABLE, SERVER_ADDRESS_TABLE } from "../_options.ts";
 import {
   checkBoolean,
   checkCount,
-  checkHost,
   checkMilliseconds,
   checkNothing,
   checkOneOf,
-  checkPort,
   checkSeconds,
-} from "./_checks.ts";
-import type { OptionTable } from "./_option_table.ts";
-import { quote } from "./_quote.ts";
-import { checkClientTls } from "./_tls_options.ts";
-import { parseServers } from "./client/_membership.ts";
-import { parseOutlierOptions } from "./client/_outliers.ts";
-import { DEFAULT_MAX_ATTEMPTS } from "./client/_retry.ts";
-import type { ClientOptions, RequestOptions } from "./client.ts";
+} from "../_checks.ts";
+import { quote } from "../_quote.ts";
+import { checkClientTls } from "../_tls_options.ts";
+import { parseServers } from "./_membership.ts";
+import { parseOutlierOptions } from "./_outliers.ts";
+import { DEFAULT_MAX_ATTEMPTS } from "./_retry.ts";
 
 /**
  * Default limit on messages queued while disconnected.
@@ -46,15 +44,7 @@ function checkReconnect(
 /** The table of {@linkcode ClientOptions}. */
 export const CLIENT_TABLE = {
   ...CONNECTION_TABLE,
-  host: {
-    check: checkHost,
-    default: DEFAULT_HOST,
-    doc: "server address",
-  },
-  port: {
-    check: checkPort,
-    doc: "server port",
-  },
+  ...SERVER_ADDRESS_TABLE,
   servers: {
     check: (name: string, value: unknown) => parseServers(value, name),
     doc: "several servers, instead of host and port",
@@ -112,7 +102,7 @@ export const CLIENT_TABLE = {
     check: checkClientTls,
     doc: "speak TLS, verifying the server",
   },
-} as const satisfies OptionTable<ClientOptions>;
+} as const;
 
 /** The table of {@linkcode RequestOptions}, read on every request. */
 export const REQUEST_TABLE = {
@@ -135,4 +125,4 @@ export const REQUEST_TABLE = {
     default: false,
     doc: "hand the payload's memory over instead of having it copied",
   },
-} as const satisfies OptionTable<RequestOptions>;
+} as const;
