@@ -86,7 +86,20 @@ export interface FrameWriterOptions {
   recycle(memory: ArrayBuffer): void;
   /** A write failed: the writer is closing; the owner closes the transport. */
   failed(error: unknown): void;
+  /**
+   * Microtask generations without a new frame to wait before writing, so
+   * that frames sent one per few microtasks (a web stream piped in, which
+   * takes 3 or 4 per chunk) still leave in one write. 0: write once the
+   * current microtask ends, for owners that send a turn's frames at once.
+   */
+  quietMicrotasks?: number;
 }
+
+/**
+ * The most microtask generations a write waits for frames that keep coming:
+ * past this the batch goes even though more are on their way.
+ */
+const MAX_WAIT_MICROTASKS = 256;
 
 export class FrameWriter {
   /** Frames accepted by `send`, PINGs included. */
@@ -133,6 +146,11 @@ export class FrameWriter {
    */
   #largeFrames: number[] = [];
   #flushScheduled = false;
+  readonly #quietMicrotasks: number;
+  /** With quietMicrotasks: a frame came since the last generation. */
+  #sentThisGeneration = false;
+  #quietLeft = 0;
+  #waitLeft = 0;
   #writing = false;
   #closing = false;
   #ended = false;
@@ -145,6 +163,7 @@ export class FrameWriter {
     this.#maxBufferedBytes = options.maxBufferedBytes;
     this.#recycle = options.recycle;
     this.#failed = options.failed;
+    this.#quietMicrotasks = options.quietMicrotasks ?? 0;
   }
 
   /** Bytes accepted by `send` and not yet taken by the runtime. */
@@ -241,9 +260,15 @@ export class FrameWriter {
     if (sign === SIGN_PING) this.pingsOut++;
     if (queued === 0) return;
     this.#queuedBytes += queued;
+    this.#sentThisGeneration = true;
     if (!this.#flushScheduled && !this.#writing) {
       this.#flushScheduled = true;
-      queueMicrotask(() => this.#flush());
+      if (this.#quietMicrotasks === 0) queueMicrotask(() => this.#flush());
+      else {
+        this.#quietLeft = this.#quietMicrotasks;
+        this.#waitLeft = MAX_WAIT_MICROTASKS;
+        queueMicrotask(this.#waitForQuiet);
+      }
     }
   }
 
@@ -417,6 +442,21 @@ export class FrameWriter {
       this.#drainWaiters.push({ resolve, reject })
     );
   }
+
+  /** Writes once `quietMicrotasks` generations pass without a new frame. */
+  readonly #waitForQuiet = (): void => {
+    if (this.#sentThisGeneration) this.#quietLeft = this.#quietMicrotasks;
+    else this.#quietLeft--;
+    this.#sentThisGeneration = false;
+    if (
+      this.#quietLeft > 0 && --this.#waitLeft > 0 &&
+      this.#queuedBytes < BATCH_BYTES
+    ) {
+      queueMicrotask(this.#waitForQuiet);
+      return;
+    }
+    this.#flush();
+  };
 
   #flush(): void {
     this.#flushScheduled = false;

@@ -310,6 +310,9 @@ function frameWritable(
     layout: frameLayout(protocol),
     maxBufferedBytes: Number.MAX_SAFE_INTEGER,
     recycle() {},
+    // A pipe writes a frame every few microtasks: wait for a quiet spell so
+    // that a read's frames leave in one write, not one write each.
+    quietMicrotasks: 8,
     failed: (error) => {
       failure ??= error;
       closeQuietly(conn);

@@ -171,6 +171,12 @@ const SERVERS: ServerSpec[] = [
     spawn: script("./framework_echo_server.ts", "--protocol=2"),
   },
   {
+    key: "frame-stream",
+    label: "frameStream(conn) echo",
+    protocol: 3,
+    spawn: script("./stream_echo_server.ts", "--frame-stream"),
+  },
+  {
     key: "node",
     label: "Node.js 2.0.10 package, protocol 2",
     protocol: 2,

@@ -15,6 +15,7 @@
 // exits when stdin ends.
 
 import { FrameDecoderStream, FrameEncoderStream } from "../codec.ts";
+import { type ByteConnection, frameStream } from "../frame_stream.ts";
 import {
   bun,
   type BunSocket,
@@ -29,17 +30,35 @@ import {
 } from "./_runtime.ts";
 
 const protocol = scriptArgs().includes("--protocol=2") ? 2 : 3;
+/**
+ * `--frame-stream`: the same echo through frameStream(), which reads the
+ * connection into the decoder and writes the encoder's batches itself
+ * (a Deno.Conn directly; on Bun, the same callback-fed byte streams).
+ */
+const direct = scriptArgs().includes("--frame-stream");
 let connections = 0;
 
 function echo(
   readable: ReadableStream<Uint8Array>,
   writable: WritableStream<Uint8Array>,
 ): Promise<void> {
+  if (direct) {
+    return echoFrames(frameStream({ readable, writable }, { protocol }));
+  }
   return readable
     .pipeThrough(new FrameDecoderStream({ protocol }))
     .pipeThrough(new FrameEncoderStream({ protocol }))
     .pipeTo(writable)
     .catch(() => {/* reset by the peer, or a malformed frame */});
+}
+
+function echoFrames(frames: {
+  readable: ReadableStream<unknown>;
+  writable: WritableStream<unknown>;
+}): Promise<void> {
+  return frames.readable.pipeTo(frames.writable).catch(() => {
+    /* reset by the peer, or a malformed frame */
+  });
 }
 
 function listenDeno(): number {
@@ -48,7 +67,9 @@ function listenDeno(): number {
     for await (const conn of listener) {
       connections++;
       conn.setNoDelay(true);
-      echo(conn.readable, conn.writable).finally(() => connections--);
+      (direct
+        ? echoFrames(frameStream(conn as ByteConnection, { protocol }))
+        : echo(conn.readable, conn.writable)).finally(() => connections--);
     }
   })();
   return listener.addr.port;

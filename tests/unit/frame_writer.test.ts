@@ -64,11 +64,16 @@ class Recorder implements TransportConnection {
   }
 }
 
-function writerOver(transport: Recorder, maxBufferedBytes = 1 << 26) {
+function writerOver(
+  transport: Recorder,
+  maxBufferedBytes = 1 << 26,
+  quietMicrotasks = 0,
+) {
   const recycled: ArrayBuffer[] = [];
   const writer = new FrameWriter(transport, {
     layout: frameLayout(3),
     maxBufferedBytes,
+    quietMicrotasks,
     recycle: (memory) => recycled.push(memory),
     failed: () => {},
   });
@@ -283,4 +288,25 @@ test("end: what never reached the runtime is kept whole, frame by frame", async 
   );
   writer.forgetUnsent();
   assert.deepEqual(writer.unsentFrames(), []);
+});
+
+/** Sends `count` frames, one every third microtask (as a piped stream does). */
+async function sendSpaced(writer: FrameWriter, count: number) {
+  for (let i = 0; i < count; i++) {
+    writer.send(SIGN_DATA, uuid, patterned(10, i));
+    for (let m = 0; m < 3; m++) await Promise.resolve();
+  }
+}
+
+test("quietMicrotasks: frames a few microtasks apart leave in one write", async () => {
+  const spaced = new Recorder();
+  await sendSpaced(writerOver(spaced, 1 << 26, 8).writer, 20);
+  await turn();
+  assert.equal(spaced.writes.length, 1);
+  assert.equal(spaced.writes[0].length, 20 * (HEADER + 10));
+  // Without it, each frame is written once its microtask ends.
+  const eager = new Recorder();
+  await sendSpaced(writerOver(eager).writer, 20);
+  await turn();
+  assert.equal(eager.writes.length, 20);
 });
