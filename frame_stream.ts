@@ -161,7 +161,8 @@ const MIN_READ = 512;
  * {@linkcode ByteStreams}, it reads and writes them with one reader and one
  * writer, no transform streams between.
  *
- * Malformed input errors the readable with the decoder's `ProtocolError`
+ * Once the peer's end has been read and the writable closed, the connection
+ * is closed. Malformed input errors the readable with the decoder's `ProtocolError`
  * (or `FrameTooLargeError`) and closes the connection; an invalid frame
  * written errors the writable with a `TypeError` before any of its bytes
  * are sent. Cancelling the readable or aborting the writable closes the
@@ -208,17 +209,25 @@ export function frameStream(
     ends = streams;
     nextChunk = streamChunks(streams.reader);
   }
+  // Once both directions are done (the peer's end read, ours closed), the
+  // connection is closed: nothing is left to it.
+  let directionsOpen = 2;
+  const directionDone = () => {
+    if (--directionsOpen === 0) closeQuietly(ends);
+  };
   return {
     readable: frameReadable(
       nextChunk,
       decoder,
       options.highWaterMark ?? 64,
       () => closeQuietly(ends),
+      directionDone,
     ),
     writable: frameWritable(
       ends,
       protocol,
       options.writableHighWaterBytes ?? 256 * 1024,
+      directionDone,
     ),
   };
 }
@@ -260,6 +269,7 @@ function frameReadable(
   decoder: FrameDecoder,
   highWaterMark: number,
   close: () => void,
+  ended: () => void,
 ): ReadableStream<Frame> {
   return new ReadableStream<Frame>({
     async pull(controller) {
@@ -282,6 +292,7 @@ function frameReadable(
           if (chunk === null) {
             decoder.end();
             controller.close();
+            ended();
             return;
           }
           decoder.push(chunk, enqueue);
@@ -300,6 +311,7 @@ function frameWritable(
   conn: ByteConnection,
   protocol: ProtocolVersion,
   highWaterBytes: number,
+  ended: () => void,
 ): WritableStream<Frame> {
   let failure: unknown;
   const writer = new FrameWriter({
@@ -335,6 +347,7 @@ function frameWritable(
       });
       if (failure !== undefined) throw failure;
       await conn.closeWrite?.();
+      ended();
     },
     abort() {
       writer.close();

@@ -92,6 +92,11 @@ test("server.stop() under load: every reply arrives whole, requests written befo
     (sum, socket) => sum + socket.bufferedAmount,
     0,
   );
+  // "stopped" says the server closed every connection, not that each client
+  // has read what came before the close: on a loaded machine a client's reads
+  // lag, and closing it then would reject replies still in its socket. Each
+  // client's `closed` comes once it read to the end.
+  const clientsClosed = clients.map((client) => next(client, "closed", 15_000));
   stopping = true;
   const stopped = next(server, "stopped", 15_000);
   const stop = server.stop();
@@ -113,6 +118,7 @@ test("server.stop() under load: every reply arrives whole, requests written befo
   }
   await stop;
   await stopped;
+  await Promise.all(clientsClosed);
   await Promise.all(clients.map((client) => client.close()));
   await Promise.all(requests);
   console.log(
