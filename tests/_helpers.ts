@@ -82,6 +82,17 @@ export async function freePort(): Promise<number> {
 }
 
 /** Resolves after `ms` milliseconds. */
+/** The bytes of `parts`, one after another, in a buffer of their own. */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return bytes;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

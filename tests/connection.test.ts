@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
-import { assertSameBytes, patterned } from "./_helpers.ts";
+import { assertSameBytes, concatBytes, patterned } from "./_helpers.ts";
 import {
   encodeFrame,
   type Frame,
@@ -77,7 +77,7 @@ class FakeTransport implements TransportConnection {
 
   /** Everything written so far, writeNow and write, in order. */
   all(): Uint8Array {
-    return concat(...this.takenNow, ...this.writes);
+    return concatBytes(...this.takenNow, ...this.writes);
   }
 }
 
@@ -100,16 +100,6 @@ function connect(
   return { connection, frames, errors, closed: () => closedWith };
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
-  }
-  return bytes;
-}
-
 test("FramedConnection: frames sent in one turn go out in one write, as encodeFrame encodes them", async () => {
   for (const protocol of [3, 2] as const) {
     const transport = new FakeTransport();
@@ -130,7 +120,7 @@ test("FramedConnection: frames sent in one turn go out in one write, as encodeFr
     assert.equal(transport.writes.length, 1);
     assertSameBytes(
       transport.writes[0],
-      concat(
+      concatBytes(
         encodeFrame(a, protocol),
         encodeFrame(b, protocol),
         encodeFrame(c, protocol),
@@ -162,7 +152,7 @@ test("FramedConnection: while a write is out, what is sent waits and then goes o
   assert.equal(transport.writes.length, 2);
   assertSameBytes(
     transport.writes[1],
-    concat(...[1, 2, 3, 4, 5].map((i) => encodeFrame(frame(i)))),
+    concatBytes(...[1, 2, 3, 4, 5].map((i) => encodeFrame(frame(i)))),
   );
   assert.equal(connection.bufferedAmount, 5 * 145, "in flight until taken");
   transport.release();
@@ -217,7 +207,7 @@ test("FramedConnection: a frame larger than a write buffer is spread over severa
   assert.ok(transport.writes.every((write) => write.length <= 256 * 1024));
   assertSameBytes(
     transport.all(),
-    concat(encodeFrame(small), encodeFrame(large), encodeFrame(small)),
+    concatBytes(encodeFrame(small), encodeFrame(large), encodeFrame(small)),
   );
 });
 
@@ -229,7 +219,7 @@ test("FramedConnection: a large frame sent with transfer after small ones in the
     const { connection } = connect(transport);
     const small: Frame = { sign: SIGN_DATA, uuid, payload: patterned(60, 1) };
     const large = patterned(700 * 1024, 2);
-    const expected = concat(
+    const expected = concatBytes(
       encodeFrame(small),
       encodeFrame({ sign: SIGN_DATA, uuid, payload: large }),
       encodeFrame(small),
@@ -315,14 +305,17 @@ test("FramedConnection: a non-ASCII uuid is refused before a byte of it is queue
   );
   sendFrame(connection, ok);
   await connection.drained();
-  assertSameBytes(transport.all(), concat(encodeFrame(ok), encodeFrame(ok)));
+  assertSameBytes(
+    transport.all(),
+    concatBytes(encodeFrame(ok), encodeFrame(ok)),
+  );
 });
 
 test("FramedConnection: frames in across chunks; bytes that are not a frame close it with a ProtocolError", () => {
   const transport = new FakeTransport();
   const { connection, frames, errors, closed } = connect(transport);
   const a = encodeFrame({ sign: SIGN_DATA, uuid, payload: patterned(70) });
-  const bytes = concat(a, a);
+  const bytes = concatBytes(a, a);
   for (let at = 0; at < bytes.length; at += 33) {
     connection.received(bytes.slice(at, at + 33));
   }

@@ -5,7 +5,15 @@
 import assert from "node:assert/strict";
 import { test } from "./_harness.ts";
 import { fromHex } from "./_hex.ts";
-import { decoder, encoder, HOST, next, RawSocket, until } from "./_helpers.ts";
+import {
+  concatBytes,
+  decoder,
+  encoder,
+  HOST,
+  next,
+  RawSocket,
+  until,
+} from "./_helpers.ts";
 import {
   encodeFrame,
   ProtocolError,
@@ -28,16 +36,6 @@ const V2_TCP4 = fromHex(
 /** A v2 LOCAL header, as HAProxy's health checks send. */
 const V2_LOCAL = fromHex("0d0a0d0a000d0a515549540a20000000");
 
-function join(...parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all;
-}
-
 /** An echo server with `proxyProtocol`, recording exceptions and sockets. */
 async function proxiedServer(
   proxyProtocol: ServerOptions["proxyProtocol"] = true,
@@ -58,7 +56,7 @@ async function proxiedServer(
 async function echoed(socket: RawSocket, text: string): Promise<void> {
   const frame = request(text);
   await until(() => socket.receivedBytes >= frame.length, 3000, "the echo");
-  const got = join(...socket.received);
+  const got = concatBytes(...socket.received);
   assert.equal(decoder.decode(got.subarray(45)), text);
 }
 
@@ -88,7 +86,7 @@ test("proxyProtocol: a v2 header and the first frame in one write, and a header 
   const together = await RawSocket.connect(server.port);
   const split = await RawSocket.connect(server.port);
   try {
-    await together.write(join(V2_TCP4, request("one write")));
+    await together.write(concatBytes(V2_TCP4, request("one write")));
     for (let i = 0; i < V2_TCP4.length; i++) {
       await split.write(V2_TCP4.subarray(i, i + 1));
     }
@@ -123,9 +121,9 @@ test("proxyProtocol: a LOCAL header (a health check) keeps the connection's own 
       uuid: UUID,
       payload: new Uint8Array(0),
     });
-    await socket.write(join(V2_LOCAL, ping));
+    await socket.write(concatBytes(V2_LOCAL, ping));
     await until(() => socket.receivedBytes >= ping.length, 3000, "the PONG");
-    assert.deepEqual(join(...socket.received), ping);
+    assert.deepEqual(concatBytes(...socket.received), ping);
     assert.equal(connected.length, 1);
     assert.equal(connected[0].proxyHeader?.command, "LOCAL");
     assert.deepEqual(connected[0].remoteAddr, connected[0].proxyAddr);
@@ -220,7 +218,7 @@ test("proxyProtocol.trusted: a peer outside it is closed unread; one inside is s
     assert.match(error.message, /127\.0\.0\.1/);
     assert.equal(outside.connected.length, 0);
 
-    await served.write(join(V2_TCP4, request("trusted")));
+    await served.write(concatBytes(V2_TCP4, request("trusted")));
     await echoed(served, "trusted");
     assert.equal(inside.connected[0].remoteAddr.hostname, "203.0.113.7");
     assert.deepEqual(inside.exceptions, []);
@@ -240,7 +238,7 @@ test("without proxyProtocol a PROXY header is a protocol error like any non-fram
   ) {
     const socket = await RawSocket.connect(server.port);
     const closed = next(server, "closed");
-    await socket.write(join(header, request("never read")));
+    await socket.write(concatBytes(header, request("never read")));
     await closed;
     await socket.close();
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "../_harness.ts";
 import { fromHex, toHex } from "../_hex.ts";
-import { assertSameBytes, patterned } from "../_helpers.ts";
+import { assertSameBytes, concatBytes, patterned } from "../_helpers.ts";
 import vectors from "../fixtures/vectors.json" with { type: "json" };
 import {
   decodeFrame,
@@ -472,16 +472,6 @@ async function encodeAtOnce(
   return chunks;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.length;
-  }
-  return all;
-}
-
 test("codec: frames written to the encoder stream in one turn leave as one chunk", async () => {
   const frames: Frame[] = Array.from({ length: 100 }, (_, i) => ({
     sign: i % 10 === 0 ? SIGN_PING : SIGN_DATA,
@@ -490,7 +480,7 @@ test("codec: frames written to the encoder stream in one turn leave as one chunk
   }));
   const chunks = await encodeAtOnce(frames);
   assert.equal(chunks.length, 1);
-  assertSameBytes(chunks[0], concat(frames.map((f) => encodeFrame(f))));
+  assertSameBytes(chunks[0], concatBytes(...frames.map((f) => encodeFrame(f))));
 
   // Frames of a later turn leave in a chunk of their own.
   const encoder = new FrameEncoderStream();
@@ -506,7 +496,7 @@ test("codec: frames written to the encoder stream in one turn leave as one chunk
   assert.equal((await reader.read()).done, true);
   assertSameBytes(
     first.value!,
-    concat([encodeFrame(frames[1]), encodeFrame(frames[2])]),
+    concatBytes(encodeFrame(frames[1]), encodeFrame(frames[2])),
   );
   assertSameBytes(second.value!, encodeFrame(frames[3]));
 });
@@ -532,8 +522,8 @@ test("codec: the encoder stream's chunks stay within 256 KiB, and a payload of 6
     }));
     const chunks = await encodeAtOnce(frames, protocol);
     assertSameBytes(
-      concat(chunks),
-      concat(frames.map((f) => encodeFrame(f, protocol))),
+      concatBytes(...chunks),
+      concatBytes(...frames.map((f) => encodeFrame(f, protocol))),
     );
     for (const chunk of chunks) assert.ok(chunk.length <= 300 * 1024);
     for (const large of [frames[41], frames[43]]) {

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { runtime, test } from "../_harness.ts";
-import { assertSameBytes, patterned } from "../_helpers.ts";
+import { assertSameBytes, concatBytes, patterned } from "../_helpers.ts";
 import { encodeFrame, frameLayout, SIGN_DATA, SIGN_PING } from "../../codec.ts";
 import {
   BATCH_BYTES,
@@ -53,14 +53,7 @@ class Recorder implements TransportConnection {
 
   /** Everything handed over, writeNow first (it only runs before writes). */
   all(): Uint8Array {
-    const parts = [...this.takenNow, ...this.writes];
-    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const part of parts) {
-      bytes.set(part, at);
-      at += part.length;
-    }
-    return bytes;
+    return concatBytes(...this.takenNow, ...this.writes);
   }
 }
 
