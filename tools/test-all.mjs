@@ -10,7 +10,7 @@ import { runSteps, testSteps } from "./_steps.mjs";
 
 process.exit(
   await runSteps([
-    ["checks (fmt, lint, types, docs)", "deno", ["task", "check"]],
+    ["checks (fmt, lint, types, docs, publish)", "deno", ["task", "check"]],
     ...testSteps(),
   ]),
 );
