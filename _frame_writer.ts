@@ -108,13 +108,26 @@ export class FrameWriter {
   pingsOut = 0;
   /** Sends refused with `BufferFullError`. */
   bufferFull = 0;
+  /**
+   * Frames accepted by each strategy: the large ones are counted as they go,
+   * `batch` (all the others) is what is left, so the common path counts
+   * nothing more than `framesOut`.
+   */
+  get byStrategy(): Record<WriteStrategy, number> {
+    const large = this.ownedFrames + this.directFrames + this.spreadFrames;
+    return {
+      batch: this.framesOut - large,
+      owned: this.ownedFrames,
+      direct: this.directFrames,
+      spread: this.spreadFrames,
+    };
+  }
   /** Set by each accepted frame; the owner's liveness tick clears it. */
   sentSinceStamp = false;
-  /**
-   * Frames accepted by each strategy, in the order of
-   * {@linkcode WriteStrategy}: `batch`, `owned`, `direct`, `spread`.
-   */
-  readonly byStrategy = [0, 0, 0, 0];
+  /** Frames accepted by the large-frame strategies (the rest are `batch`). */
+  ownedFrames = 0;
+  directFrames = 0;
+  spreadFrames = 0;
   /** Why a write failed, if one did. */
   writeError: unknown;
 
@@ -147,8 +160,8 @@ export class FrameWriter {
   #largeFrames: number[] = [];
   #flushScheduled = false;
   readonly #quietMicrotasks: number;
-  /** With quietMicrotasks: a frame came since the last generation. */
-  #sentThisGeneration = false;
+  /** With quietMicrotasks: `framesOut` at the last generation. */
+  #framesAtGeneration = 0;
   #quietLeft = 0;
   #waitLeft = 0;
   #writing = false;
@@ -251,7 +264,6 @@ export class FrameWriter {
     if (!large) {
       out.set(payload, start + headerSize);
       this.#outUsed = start + size;
-      this.byStrategy[0]++;
     } else queued = this.#sendLarge(out, start, payload, owned, buffered);
     this.sentSinceStamp = true;
     this.#acceptedTotal += size;
@@ -260,13 +272,13 @@ export class FrameWriter {
     if (sign === SIGN_PING) this.pingsOut++;
     if (queued === 0) return;
     this.#queuedBytes += queued;
-    this.#sentThisGeneration = true;
     if (!this.#flushScheduled && !this.#writing) {
       this.#flushScheduled = true;
       if (this.#quietMicrotasks === 0) queueMicrotask(() => this.#flush());
       else {
         this.#quietLeft = this.#quietMicrotasks;
         this.#waitLeft = MAX_WAIT_MICROTASKS;
+        this.#framesAtGeneration = this.framesOut;
         queueMicrotask(this.#waitForQuiet);
       }
     }
@@ -293,13 +305,13 @@ export class FrameWriter {
       this.#transport.writeNow !== undefined;
     switch (writeStrategy(size, owned, direct)) {
       case "owned":
-        this.byStrategy[1]++;
+        this.ownedFrames++;
         return this.#queueOwned(out, start, payload, direct);
       case "direct":
-        this.byStrategy[2]++;
+        this.directFrames++;
         return this.#writeNow(out, payload);
       default:
-        this.byStrategy[3]++;
+        this.spreadFrames++;
         this.#outUsed = this.#spread(payload, start + this.#headerSize);
         return size;
     }
@@ -445,9 +457,11 @@ export class FrameWriter {
 
   /** Writes once `quietMicrotasks` generations pass without a new frame. */
   readonly #waitForQuiet = (): void => {
-    if (this.#sentThisGeneration) this.#quietLeft = this.#quietMicrotasks;
-    else this.#quietLeft--;
-    this.#sentThisGeneration = false;
+    // A frame since the last generation starts the quiet count again.
+    if (this.framesOut !== this.#framesAtGeneration) {
+      this.#framesAtGeneration = this.framesOut;
+      this.#quietLeft = this.#quietMicrotasks;
+    } else this.#quietLeft--;
     if (
       this.#quietLeft > 0 && --this.#waitLeft > 0 &&
       this.#queuedBytes < BATCH_BYTES
