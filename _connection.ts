@@ -307,7 +307,8 @@ export class FramedConnection implements ConnectionHandler {
       } else if (
         chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength
       ) {
-        // A chunk the runtime handed over whole (Bun): detached, not reused.
+        // A chunk the runtime handed over whole (a transport without
+        // readTarget, such as Node.js's): detached, not reused.
         detach(chunk.buffer);
       }
     }

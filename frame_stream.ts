@@ -199,7 +199,7 @@ export function frameStream(
     protocol,
     maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
   });
-  let ends: ByteConnection;
+  let ends: WriteEnds;
   let nextChunk: NextChunk;
   if ("read" in connection) {
     ends = connection;
@@ -308,7 +308,7 @@ function frameReadable(
 }
 
 function frameWritable(
-  conn: ByteConnection,
+  conn: WriteEnds,
   protocol: ProtocolVersion,
   highWaterBytes: number,
   ended: () => void,
@@ -357,13 +357,16 @@ function frameWritable(
   });
 }
 
+/** What the writing side and the closing need of a connection. */
+type WriteEnds = Omit<ByteConnection, "read">;
+
 /** Writes all of `bytes`, however many calls the connection takes. */
-async function writeAll(conn: ByteConnection, bytes: Uint8Array) {
+async function writeAll(conn: WriteEnds, bytes: Uint8Array) {
   let at = await conn.write(bytes);
   while (at < bytes.length) at += await conn.write(bytes.subarray(at));
 }
 
-function closeQuietly(conn: ByteConnection): void {
+function closeQuietly(conn: WriteEnds): void {
   try {
     conn.close();
   } catch { /* already closed */ }
@@ -379,7 +382,7 @@ function streamChunks(
   };
 }
 
-interface StreamEnds extends ByteConnection {
+interface StreamEnds extends WriteEnds {
   readonly reader: ReadableStreamDefaultReader<Uint8Array>;
 }
 
@@ -389,7 +392,6 @@ function streamEnds(streams: ByteStreams): StreamEnds {
   const writer = streams.writable.getWriter();
   return {
     reader,
-    read: () => Promise.reject(new TypeError("read through `reader`")),
     async write(bytes) {
       // Resolves once the sink is done with the bytes: the frame writer
       // reuses its buffers only then.
