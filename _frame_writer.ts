@@ -93,6 +93,15 @@ export interface FrameWriterOptions {
    * current microtask ends, for owners that send a turn's frames at once.
    */
   quietMicrotasks?: number;
+  /**
+   * With `quietMicrotasks`: the owner tells, with `repliesDue`, how many
+   * frames it has just read, and once as many more have been sent (their
+   * replies) the batch goes, without waiting for quiet. Frames queued while
+   * a write was under way then wait for quiet (or for their replies) too,
+   * rather than leave as soon as it is done: a batch cut short by the
+   * replies is not followed by a write per frame.
+   */
+  replyBatches?: boolean;
 }
 
 /**
@@ -165,6 +174,11 @@ export class FrameWriter {
   #quietLeft = 0;
   #waitLeft = 0;
   #writing = false;
+  readonly #replyBatches: boolean;
+  /** With replyBatches: the `framesOut` that completes the replies owed. */
+  #dueAt = 0;
+  /** The replies due are all queued: the batch goes without more quiet. */
+  #replied = false;
   #closing = false;
   #ended = false;
   #drainWaiters: Array<{ resolve(): void; reject(error: Error): void }> = [];
@@ -177,6 +191,8 @@ export class FrameWriter {
     this.#recycle = options.recycle;
     this.#failed = options.failed;
     this.#quietMicrotasks = options.quietMicrotasks ?? 0;
+    this.#replyBatches = options.replyBatches === true &&
+      this.#quietMicrotasks > 0;
   }
 
   /** Bytes accepted by `send` and not yet taken by the runtime. */
@@ -192,6 +208,31 @@ export class FrameWriter {
   /** Bytes of the outgoing stream handed to the runtime. */
   get handedBytes(): number {
     return this.#handedTotal;
+  }
+
+  /**
+   * With `replyBatches`: the owner has just read `count` frames, and
+   * `framesOut` was `sentBefore` when it began to hand them out (a consumer
+   * may answer one as it is handed over). Their replies come after those
+   * still owed to earlier reads; once they are all sent, the batch goes
+   * without waiting for quiet (at once if they already are). A batch that
+   * goes for quiet instead forgets what was owed: a consumer that answers
+   * some frames only does not hold back the batches after.
+   */
+  repliesDue(count: number, sentBefore: number): void {
+    if (!this.#replyBatches) return;
+    this.#dueAt = Math.max(this.#dueAt, sentBefore) + count;
+    if (this.framesOut >= this.#dueAt && this.#queuedBytes > 0) {
+      this.#replied = true;
+    }
+  }
+
+  /**
+   * With `replyBatches`: the replies owed have all been sent and handed to
+   * the runtime (none is queued).
+   */
+  get repliesHandedOver(): boolean {
+    return this.framesOut >= this.#dueAt && this.#queuedBytes === 0;
   }
 
   /** No frame is accepted any more (the connection is closing). */
@@ -272,15 +313,18 @@ export class FrameWriter {
     if (sign === SIGN_PING) this.pingsOut++;
     if (queued === 0) return;
     this.#queuedBytes += queued;
-    if (!this.#flushScheduled && !this.#writing) {
-      this.#flushScheduled = true;
-      if (this.#quietMicrotasks === 0) queueMicrotask(() => this.#flush());
-      else {
-        this.#quietLeft = this.#quietMicrotasks;
-        this.#waitLeft = MAX_WAIT_MICROTASKS;
-        this.#framesAtGeneration = this.framesOut;
-        queueMicrotask(this.#waitForQuiet);
-      }
+    if (this.framesOut === this.#dueAt) this.#replied = true;
+    if (!this.#flushScheduled && !this.#writing) this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    this.#flushScheduled = true;
+    if (this.#quietMicrotasks === 0) queueMicrotask(() => this.#flush());
+    else {
+      this.#quietLeft = this.#quietMicrotasks;
+      this.#waitLeft = MAX_WAIT_MICROTASKS;
+      this.#framesAtGeneration = this.framesOut;
+      queueMicrotask(this.#waitForQuiet);
     }
   }
 
@@ -457,6 +501,11 @@ export class FrameWriter {
 
   /** Writes once `quietMicrotasks` generations pass without a new frame. */
   readonly #waitForQuiet = (): void => {
+    // The replies due are all here: no frame is expected before them.
+    if (this.#replied) {
+      this.#flush();
+      return;
+    }
     // A frame since the last generation starts the quiet count again.
     if (this.framesOut !== this.#framesAtGeneration) {
       this.#framesAtGeneration = this.framesOut;
@@ -469,11 +518,16 @@ export class FrameWriter {
       queueMicrotask(this.#waitForQuiet);
       return;
     }
+    // Quiet before the replies owed: they are not coming (now).
+    if (this.#quietLeft === 0 && this.#dueAt > this.framesOut) {
+      this.#dueAt = this.framesOut;
+    }
     this.#flush();
   };
 
   #flush(): void {
     this.#flushScheduled = false;
+    this.#replied = false;
     while (this.#queuedBytes > 0 && !this.#ended) {
       let buffer: Uint8Array;
       let used: number;
@@ -502,7 +556,12 @@ export class FrameWriter {
           this.#writing = false;
           this.#inFlightBytes = 0;
           this.#release(buffer);
-          this.#flush();
+          // Frames that came during the write may be the start of more.
+          if (
+            this.#replyBatches && this.#queuedBytes > 0 &&
+            this.#queuedBytes < BATCH_BYTES
+          ) this.#scheduleFlush();
+          else this.#flush();
         }, (error) => this.#writeFailed(error));
         return;
       }

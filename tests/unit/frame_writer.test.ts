@@ -44,9 +44,10 @@ class Recorder implements TransportConnection {
     }
   }
 
-  write(bytes: Uint8Array): undefined {
+  write(bytes: Uint8Array): Promise<void> | undefined {
     this.writes.push(bytes.slice());
     this.memory.push(bytes.buffer);
+    return undefined;
   }
 
   close(): void {}
@@ -58,15 +59,17 @@ class Recorder implements TransportConnection {
 }
 
 function writerOver(
-  transport: Recorder,
+  transport: TransportConnection,
   maxBufferedBytes = 1 << 26,
   quietMicrotasks = 0,
+  replyBatches = false,
 ) {
   const recycled: ArrayBuffer[] = [];
   const writer = new FrameWriter(transport, {
     layout: frameLayout(3),
     maxBufferedBytes,
     quietMicrotasks,
+    replyBatches,
     recycle: (memory) => recycled.push(memory),
     failed: () => {},
   });
@@ -301,4 +304,85 @@ test("quietMicrotasks: frames a few microtasks apart leave in one write", async 
   await sendSpaced(writerOver(eager).writer, 20);
   await turn();
   assert.equal(eager.writes.length, 20);
+});
+
+/** A Recorder whose writes are done some microtasks later, as a socket's are. */
+class AsyncRecorder extends Recorder {
+  readonly microtasks: number;
+
+  constructor(microtasks = 1) {
+    super();
+    this.microtasks = microtasks;
+  }
+
+  override async write(bytes: Uint8Array): Promise<void> {
+    super.write(bytes);
+    for (let i = 0; i < this.microtasks; i++) await Promise.resolve();
+  }
+}
+
+test("replyBatches: a read's replies leave once the last is sent, not after a quiet spell", async () => {
+  const replying = new AsyncRecorder();
+  const { writer } = writerOver(replying, 1 << 26, 8, true);
+  writer.repliesDue(3, writer.framesOut);
+  await sendSpaced(writer, 3);
+  assert.equal(replying.writes.length, 1, "written as the third was sent");
+  assert.equal(replying.writes[0].length, 3 * (HEADER + 10));
+  assert.equal(writer.repliesHandedOver, true);
+  // Without it the same frames are still waiting for quiet microtasks.
+  const quiet = new AsyncRecorder();
+  await sendSpaced(writerOver(quiet, 1 << 26, 8).writer, 3);
+  assert.equal(quiet.writes.length, 0);
+  await turn();
+  assert.equal(quiet.writes.length, 1);
+});
+
+test("replyBatches: replies sent as they were read go at once; frames past them still batch", async () => {
+  // Writes outlast the gap between frames: frames come while one is under way.
+  const transport = new AsyncRecorder(5);
+  const { writer } = writerOver(transport, 1 << 26, 8, true);
+  // Answered while it was handed over, before the read was counted.
+  writer.send(SIGN_DATA, uuid, patterned(10));
+  writer.repliesDue(1, 0);
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(transport.writes.length, 1);
+  // Two replies due, then more frames than that: the ones past the replies
+  // leave together after a quiet spell, not in a write each behind the first.
+  writer.repliesDue(2, writer.framesOut);
+  await sendSpaced(writer, 12);
+  await turn();
+  assert.deepEqual(
+    transport.writes.map((write) => write.length / (HEADER + 10)),
+    [1, 2, 10],
+  );
+  assert.equal(writer.bufferedAmount, 0);
+});
+
+test("replyBatches: replies still owed to an earlier read come first", async () => {
+  const transport = new AsyncRecorder();
+  const { writer } = writerOver(transport, 1 << 26, 8, true);
+  writer.repliesDue(1, 0);
+  writer.repliesDue(2, 0); // read before the first was answered
+  await sendSpaced(writer, 1);
+  assert.equal(writer.repliesHandedOver, false);
+  await sendSpaced(writer, 2);
+  assert.deepEqual(transport.writes.map((write) => write.length), [
+    3 * (HEADER + 10),
+  ]);
+  assert.equal(writer.repliesHandedOver, true);
+});
+
+test("replyBatches: a batch that goes for quiet forgets the replies owed", async () => {
+  const transport = new AsyncRecorder();
+  const { writer } = writerOver(transport, 1 << 26, 8, true);
+  writer.repliesDue(3, 0);
+  await sendSpaced(writer, 1); // one answer of three
+  await turn();
+  assert.equal(transport.writes.length, 1, "sent after a quiet spell");
+  assert.equal(writer.repliesHandedOver, true);
+  // The next read's reply goes as it is sent: nothing older is awaited.
+  writer.repliesDue(1, writer.framesOut);
+  await sendSpaced(writer, 1);
+  assert.equal(transport.writes.length, 2);
 });
