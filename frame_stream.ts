@@ -161,6 +161,14 @@ const MIN_READ = 512;
  * {@linkcode ByteStreams}, it reads and writes them with one reader and one
  * writer, no transform streams between.
  *
+ * Frames written in one turn leave in one write; frames written a few
+ * microtasks apart (as a pipe writes them) too, once no new one has come for
+ * a few microtasks. On a connection, once as many frames have been written
+ * as the reads gave the readable (an echo's or a server's replies), they
+ * leave at once, without that wait; and after a read that gave one frame,
+ * the connection is read again once its reply has left (or none has come
+ * for a few microtasks), not while it is being written.
+ *
  * Once the peer's end has been read and the writable closed, the connection
  * is closed. Malformed input errors the readable with the decoder's `ProtocolError`
  * (or `FrameTooLargeError`) and closes the connection; an invalid frame
@@ -201,6 +209,9 @@ export function frameStream(
   });
   let ends: WriteEnds;
   let nextChunk: NextChunk;
+  // On a connection, a read's replies leave as soon as they are all written
+  // (see frameWritable).
+  const replyBatches = "read" in connection;
   if ("read" in connection) {
     ends = connection;
     nextChunk = connectionChunks(connection, decoder);
@@ -215,6 +226,13 @@ export function frameStream(
   const directionDone = () => {
     if (--directionsOpen === 0) closeQuietly(ends);
   };
+  const writable = frameWritable(
+    ends,
+    protocol,
+    options.writableHighWaterBytes ?? 256 * 1024,
+    directionDone,
+    replyBatches,
+  );
   return {
     readable: frameReadable(
       nextChunk,
@@ -222,13 +240,9 @@ export function frameStream(
       options.highWaterMark ?? 64,
       () => closeQuietly(ends),
       directionDone,
+      replyBatches ? writable.writer : undefined,
     ),
-    writable: frameWritable(
-      ends,
-      protocol,
-      options.writableHighWaterBytes ?? 256 * 1024,
-      directionDone,
-    ),
+    writable: writable.stream,
   };
 }
 
@@ -270,7 +284,10 @@ function frameReadable(
   highWaterMark: number,
   close: () => void,
   ended: () => void,
+  replies: FrameWriter | undefined,
 ): ReadableStream<Frame> {
+  /** The last read gave one frame: its reply goes before the next read. */
+  let single = false;
   return new ReadableStream<Frame>({
     async pull(controller) {
       let frames = 0;
@@ -278,6 +295,7 @@ function frameReadable(
         frames++;
         controller.enqueue(frame);
       };
+      if (single) await replied(replies!);
       // Reads until a frame comes: a pull that enqueued nothing would not be
       // called again.
       while (frames === 0) {
@@ -295,7 +313,14 @@ function frameReadable(
             ended();
             return;
           }
+          // The consumer may answer a frame as it is enqueued (a pipe does):
+          // its replies are counted from before the push.
+          const sent = replies?.framesOut ?? 0;
           decoder.push(chunk, enqueue);
+          if (frames > 0 && replies !== undefined) {
+            replies.repliesDue(frames, sent);
+            single = frames < 2; // frames > 0: one
+          }
         } catch (error) {
           controller.error(error);
           close();
@@ -307,12 +332,43 @@ function frameReadable(
   }, new CountQueuingStrategy({ highWaterMark }));
 }
 
+/**
+ * Microtask generations without a new frame after which the writer sends
+ * what it has, and the reading side stops waiting for a reply.
+ */
+const QUIET_MICROTASKS = 8;
+
+/**
+ * Resolves once `writer` has handed the connection the replies owed (see
+ * `FrameWriter.repliesDue`), or once no frame has been sent for
+ * `QUIET_MICROTASKS` generations: a consumer that does not answer, answers
+ * later, or waits for the peer to read, is not waited for.
+ *
+ * Only after a read that gave one frame: a peer that sent one request and
+ * waits for its reply sends nothing more before it, so reading earlier buys
+ * nothing, and on Deno a read issued before the reply's write costs that
+ * write's latency. After a read of many frames, the next read is issued at
+ * once: what the peer sent meanwhile may join the same batch of replies.
+ */
+async function replied(writer: FrameWriter): Promise<void> {
+  let seen = writer.framesOut;
+  let quiet = QUIET_MICROTASKS;
+  while (!writer.repliesHandedOver) {
+    await undefined;
+    if (writer.framesOut !== seen) {
+      seen = writer.framesOut;
+      quiet = QUIET_MICROTASKS;
+    } else if (--quiet === 0) return;
+  }
+}
+
 function frameWritable(
   conn: WriteEnds,
   protocol: ProtocolVersion,
   highWaterBytes: number,
   ended: () => void,
-): WritableStream<Frame> {
+  replyBatches: boolean,
+): { stream: WritableStream<Frame>; writer: FrameWriter } {
   let failure: unknown;
   const writer = new FrameWriter({
     remoteAddr: { hostname: "", port: 0 },
@@ -324,13 +380,17 @@ function frameWritable(
     recycle() {},
     // A pipe writes a frame every few microtasks: wait for a quiet spell so
     // that a read's frames leave in one write, not one write each.
-    quietMicrotasks: 8,
+    quietMicrotasks: QUIET_MICROTASKS,
+    // Or, on a connection, until as many frames as the reads gave the
+    // consumer are written: an echo's or a server's replies then leave as
+    // soon as they are written, not after a quiet spell.
+    replyBatches,
     failed: (error) => {
       failure ??= error;
       closeQuietly(conn);
     },
   });
-  return new WritableStream<Frame>({
+  const stream = new WritableStream<Frame>({
     write(frame) {
       if (failure !== undefined) throw failure;
       assertFrame(frame, protocol);
@@ -355,6 +415,7 @@ function frameWritable(
       closeQuietly(conn);
     },
   });
+  return { stream, writer };
 }
 
 /** What the writing side and the closing need of a connection. */

@@ -3,12 +3,21 @@
 // every size arrive exact, a framework Client talks to a frameStream server,
 // malformed input errors the readable and closes the connection, and an
 // invalid frame written errors the writable before a byte of it is sent.
+// Over a connection of its own making, an echo's replies to a read leave in
+// one write, a single reply before the connection is read again.
 
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
 import { runtime, test } from "./_harness.ts";
-import { assertSameBytes, HOST, next, patterned } from "./_helpers.ts";
+import {
+  assertSameBytes,
+  concatBytes,
+  HOST,
+  next,
+  patterned,
+  until,
+} from "./_helpers.ts";
 import {
   type ByteConnection,
   type ByteStreams,
@@ -177,4 +186,42 @@ test("frameStream: an invalid frame errors the writable before a byte is sent", 
   assert.equal(done, true);
   server.close();
   await listening.close();
+});
+
+test("frameStream: on a connection, an echo's replies to a read leave in one write, the first before the next read", async () => {
+  const frames = [0, 1, 2, 3].map((n) =>
+    encodeFrame({ sign: SIGN_DATA, uuid, payload: patterned(10, n) })
+  );
+  // The peer's bytes, read by read: one frame, then three at once.
+  const reads = [frames[0], concatBytes(...frames.slice(1))];
+  const calls: string[] = [];
+  const written: Uint8Array[] = [];
+  let end!: () => void;
+  const conn: ByteConnection = {
+    read(buffer) {
+      calls.push("read");
+      const bytes = reads.shift();
+      if (bytes === undefined) {
+        return new Promise((resolve) => end = () => resolve(null));
+      }
+      buffer.set(bytes);
+      return Promise.resolve(bytes.length);
+    },
+    write(bytes) {
+      calls.push("write");
+      written.push(bytes.slice());
+      return Promise.resolve(bytes.length);
+    },
+    close() {},
+  };
+  const { readable, writable } = frameStream(conn);
+  const echoing = readable.pipeTo(writable);
+  const echoed = () => written.reduce((n, bytes) => n + bytes.length, 0);
+  await until(() => echoed() === 4 * frames[0].length, 5000, "the echo");
+  // The reply went out before the connection was read again.
+  assert.deepEqual(calls.slice(0, 3), ["read", "write", "read"]);
+  assertSameBytes(written[0], frames[0]);
+  assertSameBytes(written[1], concatBytes(...frames.slice(1)), "in one write");
+  end();
+  await echoing;
 });
