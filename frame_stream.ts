@@ -212,7 +212,7 @@ export function frameStream(
   // On a connection, a read's replies leave as soon as they are all written
   // (see frameWritable).
   const replyBatches = "read" in connection;
-  if ("read" in connection) {
+  if (replyBatches) {
     ends = connection;
     nextChunk = connectionChunks(connection, decoder);
   } else {
@@ -319,7 +319,7 @@ function frameReadable(
           decoder.push(chunk, enqueue);
           if (frames > 0 && replies !== undefined) {
             replies.repliesDue(frames, sent);
-            single = frames < 2; // frames > 0: one
+            single = frames < 2; // frames > 0: one (TS sees only 0 here)
           }
         } catch (error) {
           controller.error(error);

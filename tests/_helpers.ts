@@ -81,7 +81,6 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Resolves after `ms` milliseconds. */
 /** The bytes of `parts`, one after another, in a buffer of their own. */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
